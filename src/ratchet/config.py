@@ -1,0 +1,327 @@
+"""The task file, `ratchet.toml`: its schema, parsed once into typed objects.
+
+Every mistake gets one `ConfigError` line that names the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ratchet.errors import ConfigError
+from ratchet.units import parse_duration, parse_memory
+
+TASK_FILE = "ratchet.toml"
+GOALS = ("minimize", "maximize")
+RULES = ("noise-aware", "greedy")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One dimension of the classical search space, over one knob."""
+
+    name: str
+    kind: str  # "int" | "float" | "choice"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    name: str
+    goal: str = "minimize"
+    pattern: str | None = None
+    file: str | None = None
+    secondary: tuple[str, ...] = ()
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        return metric_regex(self.name, self.pattern)
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    rule: str = "noise-aware"
+    baseline_runs: int = 3
+    max_runs: int = 3
+    z: float = 2.0
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    root: Path
+    name: str
+    editable: tuple[str, ...]
+    command: str
+    protected: tuple[str, ...] = ()
+    evaluate: str | None = None
+    timeout_s: float = 600.0
+    memory_limit_bytes: int | None = None
+    env_allow: tuple[str, ...] = ()
+    metric: MetricConfig = field(default_factory=lambda: MetricConfig(name="score"))
+    holdout_command: str | None = None
+    holdout_metric: str | None = None
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    compute_usd_per_hour: float = 0.0
+    space: tuple[Param, ...] = ()
+
+    @property
+    def minimize(self) -> bool:
+        return self.metric.goal == "minimize"
+
+
+def metric_regex(name: str, pattern: str | None = None) -> re.Pattern[str]:
+    """The line pattern a metric is read with: `name: value` at the start of a line by default."""
+    if pattern is None:
+        pattern = rf"^{re.escape(name)}\s*[:=]\s*(?P<value>\S+)"
+    return re.compile(pattern, re.MULTILINE)
+
+
+def load_config(root: Path, file_name: str = TASK_FILE) -> TaskConfig:
+    path = root / file_name
+    if not path.is_file():
+        raise ConfigError(f"{file_name}: not found in {root} (run `ratchet init` to write one)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file_name}: not valid TOML: {exc}") from None
+    return parse_config(data, root, file_name)
+
+
+def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -> TaskConfig:
+    reader = _Reader(file_name)
+    reader.only_sections(data, {"task", "metric", "holdout", "decision", "cost", "space"})
+    task = reader.section(data, "task", required=True)
+    reader.only_keys(task, "task", {"name", "editable", "protected", "command", "evaluate",
+                                     "timeout", "memory_limit", "env_allow"})
+    metric = _parse_metric(reader, reader.section(data, "metric", required=True))
+    editable = reader.globs(task, "task", "editable", required=True)
+    protected = reader.globs(task, "task", "protected")
+    evaluate = reader.string(task, "task", "evaluate")
+    config = TaskConfig(
+        root=root,
+        name=reader.string(task, "task", "name") or root.resolve().name,
+        editable=editable,
+        protected=protected,
+        command=reader.string(task, "task", "command", required=True) or "",
+        evaluate=evaluate,
+        timeout_s=reader.duration(task, "task", "timeout", default=600.0),
+        memory_limit_bytes=reader.memory(task, "task", "memory_limit"),
+        env_allow=reader.globs(task, "task", "env_allow"),
+        metric=metric,
+        decision=_parse_decision(reader, reader.section(data, "decision")),
+        compute_usd_per_hour=_parse_cost(reader, reader.section(data, "cost")),
+        space=_parse_space(reader, reader.section(data, "space")),
+        **_parse_holdout(reader, reader.section(data, "holdout")),
+    )
+    _check_evaluate_is_protected(reader, config)
+    return config
+
+
+def _parse_metric(reader: _Reader, section: dict[str, Any]) -> MetricConfig:
+    reader.only_keys(section, "metric", {"name", "goal", "pattern", "file", "secondary"})
+    name = reader.string(section, "metric", "name", required=True) or ""
+    goal = reader.string(section, "metric", "goal") or "minimize"
+    if goal not in GOALS:
+        reader.fail("metric", "goal", f"must be 'minimize' or 'maximize', got {goal!r}")
+    pattern = reader.string(section, "metric", "pattern")
+    if pattern is not None:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            reader.fail("metric", "pattern", f"not a valid regular expression: {exc}")
+        if "value" not in compiled.groupindex:
+            reader.fail("metric", "pattern", "needs a named group (?P<value>...)")
+    return MetricConfig(
+        name=name,
+        goal=goal,
+        pattern=pattern,
+        file=reader.string(section, "metric", "file"),
+        secondary=reader.globs(section, "metric", "secondary"),
+    )
+
+
+def _parse_decision(reader: _Reader, section: dict[str, Any]) -> DecisionConfig:
+    reader.only_keys(section, "decision", {"rule", "baseline_runs", "max_runs", "z"})
+    rule = reader.string(section, "decision", "rule") or "noise-aware"
+    if rule not in RULES:
+        reader.fail("decision", "rule", f"must be 'noise-aware' or 'greedy', got {rule!r}")
+    baseline_runs = reader.integer(section, "decision", "baseline_runs", default=3, low=1)
+    if rule == "noise-aware" and baseline_runs < 2:
+        reader.fail("decision", "baseline_runs", "noise-aware needs at least 2 baseline runs")
+    return DecisionConfig(
+        rule=rule,
+        baseline_runs=baseline_runs if rule == "noise-aware" else 1,
+        max_runs=reader.integer(section, "decision", "max_runs", default=3, low=1),
+        z=reader.number(section, "decision", "z", default=2.0, low=0.0),
+    )
+
+
+def _parse_cost(reader: _Reader, section: dict[str, Any]) -> float:
+    reader.only_keys(section, "cost", {"compute_usd_per_hour"})
+    return reader.number(section, "cost", "compute_usd_per_hour", default=0.0, low=0.0)
+
+
+def _parse_holdout(reader: _Reader, section: dict[str, Any]) -> dict[str, Any]:
+    reader.only_keys(section, "holdout", {"command", "metric"})
+    if not section:
+        return {}
+    return {
+        "holdout_command": reader.string(section, "holdout", "command", required=True),
+        "holdout_metric": reader.string(section, "holdout", "metric"),
+    }
+
+
+def _parse_space(reader: _Reader, section: dict[str, Any]) -> tuple[Param, ...]:
+    return tuple(_parse_param(reader, name, spec) for name, spec in section.items())
+
+
+def _parse_param(reader: _Reader, name: str, spec: Any) -> Param:
+    if not isinstance(spec, dict):
+        reader.fail("space", name, "must be a table such as { float = [0.001, 0.1], log = true }")
+    kinds = [k for k in ("int", "float", "choice") if k in spec]
+    if len(kinds) != 1:
+        reader.fail("space", name, "must have exactly one of int, float or choice")
+    reader.only_keys(spec, f"space.{name}", {kinds[0], "log", "step"})
+    kind, bounds = kinds[0], spec[kinds[0]]
+    if kind == "choice":
+        if not isinstance(bounds, list) or not bounds:
+            reader.fail("space", name, "choice must be a non-empty list")
+        return Param(name=name, kind="choice", choices=tuple(bounds))
+    if (not isinstance(bounds, list) or len(bounds) != 2
+            or not all(_is_number(b) for b in bounds)):
+        reader.fail("space", name, f"{kind} must be a list [low, high] of two numbers")
+    low, high = bounds
+    if kind == "int" and not all(isinstance(b, int) for b in bounds):
+        reader.fail("space", name, "int bounds must be whole numbers")
+    if low >= high:
+        reader.fail("space", name, f"low ({low}) must be below high ({high})")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        reader.fail("space", name, "log must be true or false")
+    if log and low <= 0:
+        reader.fail("space", name, "a log scale needs a low bound above 0")
+    step = spec.get("step")
+    if step is not None and (not _is_number(step) or step <= 0):
+        reader.fail("space", name, "step must be a positive number")
+    return Param(name=name, kind=kind, low=low, high=high, log=log, step=step)
+
+
+def _check_evaluate_is_protected(reader: _Reader, config: TaskConfig) -> None:
+    """The protected phase must not run an editable file, or edited code could forge the metric."""
+    from ratchet.globs import matches_any
+
+    for command, key in ((config.evaluate, "evaluate"), (config.holdout_command, "command")):
+        if not command:
+            continue
+        for token in command.split():
+            if matches_any(token, config.editable):
+                section = "task" if key == "evaluate" else "holdout"
+                reader.fail(section, key, f"runs {token!r}, which is editable; the protected "
+                            "phase may only run protected files")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class _Reader:
+    """Typed access to the parsed TOML with errors that name file, section and key."""
+
+    def __init__(self, file_name: str) -> None:
+        self.file_name = file_name
+
+    def fail(self, section: str, key: str, problem: str) -> NoReturn:
+        raise ConfigError(f"{self.file_name}: [{section}].{key}: {problem}")
+
+    def only_sections(self, data: dict[str, Any], known: set[str]) -> None:
+        for name in data:
+            if name not in known:
+                raise ConfigError(f"{self.file_name}: unknown section [{name}] "
+                                  f"(known: {', '.join(sorted(known))})")
+
+    def only_keys(self, section: dict[str, Any], name: str, known: set[str]) -> None:
+        for key in section:
+            if key not in known:
+                self.fail(name, key, f"unknown key (known: {', '.join(sorted(known))})")
+
+    def section(self, data: dict[str, Any], name: str, required: bool = False) -> dict[str, Any]:
+        value = data.get(name)
+        if value is None:
+            if required:
+                raise ConfigError(f"{self.file_name}: missing section [{name}]")
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.file_name}: [{name}] must be a table")
+        return value
+
+    def string(self, section: dict[str, Any], name: str, key: str,
+               required: bool = False) -> str | None:
+        value = section.get(key)
+        if value is None:
+            if required:
+                self.fail(name, key, "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.fail(name, key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def globs(self, section: dict[str, Any], name: str, key: str,
+              required: bool = False) -> tuple[str, ...]:
+        value = section.get(key)
+        if value is None:
+            if required:
+                self.fail(name, key, "is required (a list of file globs)")
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.fail(name, key, "must be a list of strings")
+        for pattern in value:
+            if pattern.startswith("/") or ".." in Path(pattern).parts:
+                self.fail(name, key, f"{pattern!r} must be relative to the repository root")
+        if required and not value:
+            self.fail(name, key, "must name at least one file")
+        return tuple(value)
+
+    def number(self, section: dict[str, Any], name: str, key: str, default: float,
+               low: float | None = None) -> float:
+        value = section.get(key, default)
+        if not _is_number(value):
+            self.fail(name, key, f"must be a number, got {value!r}")
+        if low is not None and value < low:
+            self.fail(name, key, f"must be at least {low}, got {value}")
+        return float(value)
+
+    def integer(self, section: dict[str, Any], name: str, key: str, default: int,
+                low: int | None = None) -> int:
+        value = section.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(name, key, f"must be a whole number, got {value!r}")
+        if low is not None and value < low:
+            self.fail(name, key, f"must be at least {low}, got {value}")
+        return value
+
+    def duration(self, section: dict[str, Any], name: str, key: str, default: float) -> float:
+        value = section.get(key)
+        if value is None:
+            return default
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(name, key, str(exc))
+
+    def memory(self, section: dict[str, Any], name: str, key: str) -> int | None:
+        value = section.get(key)
+        if value is None:
+            return None
+        try:
+            return parse_memory(value)
+        except ValueError as exc:
+            self.fail(name, key, str(exc))

@@ -1,0 +1,196 @@
+"""Knobs: module-level constants in editable files, found and rewritten in place.
+
+A knob is an assignment at the top of a module whose name is UPPER_CASE and whose value is a
+literal (int, float, str, bool, or a tuple of those; arithmetic on numbers such as `2**19` is
+evaluated). Rewriting goes through libcst, so comments and formatting around a knob survive.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import libcst as cst
+
+from ratchet.config import Param
+
+_KNOB_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_RATIO_NAME = re.compile(r"FRAC|RATIO|DROPOUT|BETA|MOMENTUM|WARMUP|WARMDOWN|PROB|ALPHA")
+_NOT_SEARCHED = re.compile(r"SEED")
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow}
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    value: Any
+    path: str
+    line: int
+
+
+def find_knobs(source: str, path: str = "") -> list[Knob]:
+    """The knobs of one module, in file order. Source that does not parse has none."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    knobs = []
+    for node in tree.body:
+        target, value = _assignment(node)
+        if target is None or not _KNOB_NAME.match(target):
+            continue
+        try:
+            knobs.append(Knob(target, _literal(value), path, node.lineno))
+        except ValueError:
+            continue
+    return knobs
+
+
+def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target = node.targets[0]
+        if isinstance(target, ast.Name):
+            return target.id, node.value
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+        return node.target.id, node.value
+    return None, None
+
+
+def _literal(node: ast.expr | None) -> Any:
+    """The value of a literal expression, with number arithmetic; ValueError for anything else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool):
+        return node.value
+    if isinstance(node, ast.Tuple):
+        return tuple(_literal(e) for e in node.elts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        operand = _literal(node.operand)
+        if _is_number(operand):
+            return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _literal(node.left), _literal(node.right)
+        if _is_number(left) and _is_number(right):
+            if isinstance(node.op, ast.Pow) and abs(right) > 64:
+                raise ValueError("exponent too large for a knob")
+            return _BINARY[type(node.op)](left, right)
+    raise ValueError("not a literal")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def rewrite_knobs(source: str, values: Mapping[str, Any]) -> str:
+    """`source` with each named knob's value replaced, all other text left exactly as it was."""
+    module = cst.parse_module(source)
+    rewriter = _KnobRewriter(values)
+    new_module = module.visit(rewriter)
+    missing = set(values) - rewriter.done
+    if missing:
+        raise KeyError(f"no module-level knob named {', '.join(sorted(missing))}")
+    return new_module.code
+
+
+class _KnobRewriter(cst.CSTTransformer):
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.values = values
+        self.done: set[str] = set()
+        self.depth = 0
+
+    def visit_IndentedBlock(self, node: cst.IndentedBlock) -> bool:
+        self.depth += 1
+        return True
+
+    def leave_IndentedBlock(self, original: cst.IndentedBlock,
+                            updated: cst.IndentedBlock) -> cst.IndentedBlock:
+        self.depth -= 1
+        return updated
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+        if self.depth or len(updated.targets) != 1:
+            return updated
+        target = updated.targets[0].target
+        if isinstance(target, cst.Name) and target.value in self.values:
+            self.done.add(target.value)
+            return updated.with_changes(value=_expression(self.values[target.value]))
+        return updated
+
+    def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> cst.AnnAssign:
+        target = updated.target
+        if not self.depth and isinstance(target, cst.Name) and target.value in self.values:
+            self.done.add(target.value)
+            return updated.with_changes(value=_expression(self.values[target.value]))
+        return updated
+
+
+def _expression(value: Any) -> cst.BaseExpression:
+    return cst.parse_expression(format_value(value))
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError(f"a knob cannot be set to {value}")
+        return repr(value)
+    if isinstance(value, tuple):
+        inner = ", ".join(format_value(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return repr(value)
+
+
+def suggest_param(knob: Knob) -> Param | None:
+    """A sensible default search range for a knob, or None where none can be guessed."""
+    name, value = knob.name, knob.value
+    if _NOT_SEARCHED.search(name):
+        return None
+    if isinstance(value, bool):
+        return Param(name=name, kind="choice", choices=(True, False))
+    if isinstance(value, int):
+        if value <= 1:
+            return Param(name=name, kind="int", low=0, high=max(4, value + 4))
+        return Param(name=name, kind="int", low=max(1, value // 2), high=value * 2,
+                     log=value >= 16)
+    if isinstance(value, float):
+        if _RATIO_NAME.search(name) and 0.0 <= value <= 1.0:
+            return Param(name=name, kind="float", low=0.0, high=1.0)
+        if value > 0:
+            return Param(name=name, kind="float", low=value / 10, high=value * 10, log=True)
+        if value == 0:
+            return Param(name=name, kind="float", low=0.0, high=1.0)
+        return Param(name=name, kind="float", low=2 * value, high=-2 * value)
+    return None
+
+
+def space_toml(knobs: list[Knob]) -> str:
+    """A `[space]` table for the knobs, with the ones that have no guessable range commented."""
+    lines = ["[space]"]
+    for knob in knobs:
+        param = suggest_param(knob)
+        where = f"# {knob.path}:{knob.line}, now {format_value(knob.value)}"
+        if param is None:
+            lines.append(f"# {knob.name} = ?  {where[2:]} (no range guessed)")
+        else:
+            lines.append(f"{knob.name} = {param_toml(param)}  {where}")
+    return "\n".join(lines) + "\n"
+
+
+def param_toml(param: Param) -> str:
+    if param.kind == "choice":
+        choices = ", ".join(_toml_scalar(c) for c in param.choices)
+        return f"{{ choice = [{choices}] }}"
+    low, high = _toml_scalar(param.low), _toml_scalar(param.high)
+    extra = ", log = true" if param.log else ""
+    return f"{{ {param.kind} = [{low}, {high}]{extra} }}"
+
+
+def _toml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)

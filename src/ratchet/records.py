@@ -1,0 +1,64 @@
+"""The typed records that travel from the loop to the store to every report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Experiment statuses. `running` is only ever seen for an experiment whose driver died: a
+# resumed study evaluates it again. Finished statuses never change.
+PENDING, RUNNING = "pending", "running"
+KEEP, DISCARD, CRASH, TIMEOUT, VOID = "keep", "discard", "crash", "timeout", "void"
+FINISHED = (KEEP, DISCARD, CRASH, TIMEOUT, VOID)
+FAILED = (CRASH, TIMEOUT, VOID)
+
+
+@dataclass
+class StudyRecord:
+    name: str
+    task: str
+    repo_root: str
+    base_commit: str
+    proposer: str
+    seed: int | None = None
+    rule: str = "noise-aware"
+    sigma: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+    created_at: datetime | None = None
+
+
+@dataclass
+class Experiment:
+    study_id: int
+    number: int
+    kind: str  # baseline | proposal | try
+    status: str = PENDING
+    parent_commit: str | None = None
+    commit: str | None = None
+    description: str = ""
+    params: dict[str, Any] | None = None
+    diff: str = ""
+    values: list[float] = field(default_factory=list)
+    value: float | None = None
+    secondary: dict[str, float] = field(default_factory=dict)
+    holdout: float | None = None
+    delta: float | None = None
+    decision: dict[str, Any] | None = None
+    reason: str | None = None
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    peak_mem_mb: float = 0.0
+    cost_usd: float = 0.0
+    trial_number: int | None = None
+    slot: int | None = None
+    pgid: int | None = None
+    log_path: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    id: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED

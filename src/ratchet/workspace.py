@@ -1,0 +1,176 @@
+"""Code states: candidates built as git commits, the rules a change must obey, protected files.
+
+A candidate is made without touching any checkout: its parent's tree is read into a private
+index, the patch or the new file contents go into that index, and the result is written as a
+commit object under `refs/ratchet/<study>/`, so every candidate stays retrievable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ratchet.errors import PatchRejected
+from ratchet.gitrepo import GitError, GitRepo, TreeChange
+from ratchet.globs import matches_any
+
+SYMLINK_MODE = "120000"
+SUBMODULE_MODE = "160000"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    commit: str
+    parent: str
+    diff: str
+
+
+def change_problems(changes: Iterable[TreeChange], editable: Iterable[str],
+                    protected: Iterable[str]) -> list[str]:
+    """Why a set of changed paths breaks the workspace rules (empty when it does not)."""
+    editable, protected = tuple(editable), tuple(protected)
+    problems = []
+    for change in changes:
+        path = change.path
+        if path.startswith("/") or ".." in path.split("/"):
+            problems.append(f"{path}: outside the repository")
+        elif SYMLINK_MODE in (change.new_mode,) and change.status != "D":
+            problems.append(f"{path}: symlinks may not be added or changed")
+        elif change.new_mode == SUBMODULE_MODE:
+            problems.append(f"{path}: submodules may not be changed")
+        elif matches_any(path, protected):
+            problems.append(f"{path}: protected file")
+        elif not matches_any(path, editable):
+            problems.append(f"{path}: not editable (allowed: {', '.join(editable)})")
+    return problems
+
+
+def patch_path_problems(patch: str) -> list[str]:
+    """Paths in a patch's headers that point outside the tree, before git sees it."""
+    problems = []
+    for line in patch.splitlines():
+        if line.startswith(("--- ", "+++ ", "diff --git ")):
+            for token in line.split()[1:]:
+                path = token[2:] if token[:2] in ("a/", "b/") else token
+                if path == "/dev/null":
+                    continue
+                if path.startswith("/") or ".." in path.split("/"):
+                    problems.append(f"{path}: outside the repository")
+    return sorted(set(problems))
+
+
+class CandidateBuilder:
+    """Builds candidate commits for one study from a parent commit plus a change."""
+
+    def __init__(self, repo: GitRepo, study: str, editable: Iterable[str],
+                 protected: Iterable[str]) -> None:
+        self.repo = repo
+        self.study = study
+        self.editable = tuple(editable)
+        self.protected = tuple(protected)
+
+    def from_patch(self, parent: str, patch: str, message: str, number: int) -> Candidate:
+        problems = patch_path_problems(patch)
+        if problems:
+            raise PatchRejected("; ".join(problems))
+        if not patch.strip():
+            raise PatchRejected("the patch is empty")
+        with self._index(parent) as env:
+            patch_file = _write_temp(patch if patch.endswith("\n") else patch + "\n")
+            try:
+                self.repo.git("apply", "--cached", "--whitespace=nowarn", patch_file, env=env)
+            except GitError as exc:
+                raise PatchRejected(f"the patch does not apply to the parent: {exc}") from None
+            finally:
+                os.unlink(patch_file)
+            tree = self.repo.git("write-tree", env=env).strip()
+        return self._commit(parent, tree, message, number)
+
+    def from_files(self, parent: str, files: Mapping[str, str], message: str,
+                   number: int) -> Candidate:
+        with self._index(parent) as env:
+            for path, content in files.items():
+                blob = self.repo.git("hash-object", "-w", "--stdin", input=content).strip()
+                self.repo.git("update-index", "--add", "--cacheinfo",
+                              f"100644,{blob},{path}", env=env)
+            tree = self.repo.git("write-tree", env=env).strip()
+        return self._commit(parent, tree, message, number)
+
+    def _commit(self, parent: str, tree: str, message: str, number: int) -> Candidate:
+        problems = change_problems(self.repo.changes(self.repo.tree_of(parent), tree),
+                                   self.editable, self.protected)
+        if problems:
+            raise PatchRejected("; ".join(problems))
+        commit = self.repo.commit_tree(tree, parent, message or f"experiment {number}")
+        self.repo.update_ref(candidate_ref(self.study, number), commit)
+        return Candidate(commit=commit, parent=parent, diff=self.repo.diff(parent, commit))
+
+    def _index(self, parent: str) -> _PrivateIndex:
+        return _PrivateIndex(self.repo, parent)
+
+
+class _PrivateIndex:
+    """A temporary git index holding `parent`'s tree, so no checkout is ever touched."""
+
+    def __init__(self, repo: GitRepo, parent: str) -> None:
+        self.repo, self.parent = repo, parent
+
+    def __enter__(self) -> dict[str, str]:
+        handle, self.path = tempfile.mkstemp(prefix="ratchet-index-")
+        os.close(handle)
+        os.unlink(self.path)
+        env = {"GIT_INDEX_FILE": self.path}
+        self.repo.git("read-tree", self.parent, env=env)
+        return env
+
+    def __exit__(self, *exc: object) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def _write_temp(text: str) -> str:
+    handle, path = tempfile.mkstemp(prefix="ratchet-patch-", suffix=".diff")
+    with os.fdopen(handle, "w") as f:
+        f.write(text)
+    return path
+
+
+def candidate_ref(study: str, number: int) -> str:
+    return f"refs/ratchet/{study}/{number}"
+
+
+def study_branch(study: str) -> str:
+    return f"ratchet/{study}"
+
+
+def protected_digest(root: Path, protected: Iterable[str]) -> dict[str, str]:
+    """sha256 of every file under `root` that a protected glob covers (links hash their target)."""
+    protected = tuple(protected)
+    digest = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            if matches_any(rel, protected):
+                digest[rel] = _hash_file(full)
+    return digest
+
+
+def _hash_file(path: Path) -> str:
+    if path.is_symlink():
+        return "symlink:" + os.readlink(path)
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def digest_changes(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """Protected paths that were changed, added or removed between two digests."""
+    return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
