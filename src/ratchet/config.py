@@ -103,6 +103,8 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
     metric = _parse_metric(reader, reader.section(data, "metric", required=True))
     editable = reader.globs(task, "task", "editable", required=True)
     protected = reader.globs(task, "task", "protected")
+    if TASK_FILE not in protected:
+        protected = (*protected, TASK_FILE)  # the task file is never a proposer's to change
     evaluate = reader.string(task, "task", "evaluate")
     config = TaskConfig(
         root=root,

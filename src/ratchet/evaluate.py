@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -177,7 +178,10 @@ class Evaluator:
 
     def __init__(self, config: TaskConfig, base_env: Mapping[str, str] | None = None) -> None:
         self.config = config
-        self.env = scrub_env(os.environ if base_env is None else base_env, config.env_allow)
+        env = scrub_env(os.environ if base_env is None else base_env, config.env_allow)
+        # `python` in a task's command means the interpreter ratchet itself runs under.
+        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+        self.env = env
 
     def evaluate(self, worktree: Path, log: Path, runner: ProcessRunner,
                  extra_env: Mapping[str, str] | None = None) -> RunResult:

@@ -117,19 +117,23 @@ class _KnobRewriter(cst.CSTTransformer):
         target = updated.targets[0].target
         if isinstance(target, cst.Name) and target.value in self.values:
             self.done.add(target.value)
-            return updated.with_changes(value=_expression(self.values[target.value]))
+            return updated.with_changes(value=_expression(self.values[target.value], updated.value))
         return updated
 
     def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> cst.AnnAssign:
         target = updated.target
         if not self.depth and isinstance(target, cst.Name) and target.value in self.values:
             self.done.add(target.value)
-            return updated.with_changes(value=_expression(self.values[target.value]))
+            return updated.with_changes(value=_expression(self.values[target.value], updated.value))
         return updated
 
 
-def _expression(value: Any) -> cst.BaseExpression:
-    return cst.parse_expression(format_value(value))
+def _expression(value: Any, original: cst.BaseExpression | None) -> cst.BaseExpression:
+    text = format_value(value)
+    if isinstance(value, str) and isinstance(original, cst.SimpleString) \
+            and original.quote == '"' and '"' not in value and "\\" not in value:
+        text = f'"{value}"'  # keep the file's quote style
+    return cst.parse_expression(text)
 
 
 def format_value(value: Any) -> str:

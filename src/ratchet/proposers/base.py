@@ -1,0 +1,60 @@
+"""The proposer interface: one method to propose a change, one to learn its outcome."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ratchet.records import Experiment
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A change to evaluate: knob values set on the base code, or a patch on the best code."""
+
+    description: str
+    params: dict[str, Any] | None = None
+    patch: str | None = None
+    trial_number: int | None = None
+    kind: str = "proposal"
+
+
+@dataclass(frozen=True)
+class ProposalContext:
+    number: int
+    best: Experiment
+    base_values: Mapping[str, Any]
+
+
+class Proposer(ABC):
+    """Proposes changes. The loop, never the proposer, evaluates them and decides."""
+
+    name: str = ""
+
+    @abstractmethod
+    def propose(self, context: ProposalContext) -> Proposal | None:
+        """The next change to try, or None when this proposer has nothing more to offer."""
+
+    def observe(self, experiment: Experiment) -> None:  # noqa: B027 - optional hook
+        """Learn the outcome of a finished experiment (any status)."""
+
+    def recover(self, unfinished: list[Experiment]) -> None:  # noqa: B027 - optional hook
+        """On resume: `unfinished` will be evaluated again; forget any other pending work."""
+
+
+class PatchProposer(Proposer):
+    """Proposes one given patch once: how `ratchet try` goes through the same loop."""
+
+    name = "patch"
+
+    def __init__(self, patch: str, description: str) -> None:
+        self.patch, self.description = patch, description
+        self.used = False
+
+    def propose(self, context: ProposalContext) -> Proposal | None:
+        if self.used:
+            return None
+        self.used = True
+        return Proposal(description=self.description, patch=self.patch, kind="try")

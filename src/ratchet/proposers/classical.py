@@ -1,0 +1,137 @@
+"""Classical optimizers over the `[space]` of knobs: Optuna's samplers through ask and tell.
+
+The Optuna study lives in the same database as ratchet's tables (named `ratchet:<study>`), so a
+resumed ratchet study continues the sampler's history and optuna-dashboard can open it. The
+unmodified baseline is added as trial 0 when its values lie inside the space.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+from ratchet.config import Param, TaskConfig
+from ratchet.errors import UsageError
+from ratchet.proposers.base import Proposal, ProposalContext, Proposer
+from ratchet.records import DISCARD, KEEP, Experiment
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+logging.getLogger("optuna").setLevel(logging.WARNING)
+
+SAMPLERS = ("tpe", "cmaes", "gp", "random")
+EXPERIMENT_ATTR = "ratchet_experiment"
+
+
+def distribution(param: Param) -> BaseDistribution:
+    if param.kind == "choice":
+        return CategoricalDistribution([_hashable(c) for c in param.choices])
+    if param.kind == "int":
+        return IntDistribution(int(param.low), int(param.high), log=param.log,  # type: ignore[arg-type]
+                               step=int(param.step or 1))
+    return FloatDistribution(float(param.low), float(param.high),  # type: ignore[arg-type]
+                             log=param.log, step=param.step)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        try:
+            import scipy  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError:
+            raise UsageError("the gp proposer needs torch and scipy: "
+                             "pip install 'ratchet[gp]'") from None
+        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    raise UsageError(f"unknown sampler {name!r} (choose from: {', '.join(SAMPLERS)})")
+
+
+class ClassicalProposer(Proposer):
+    def __init__(self, sampler: str, config: TaskConfig, storage_url: str, study_name: str,
+                 seed: int | None) -> None:
+        if not config.space:
+            raise UsageError("ratchet.toml: [space] is empty: classical proposers need knobs "
+                             "to search (run `ratchet space --discover`)")
+        self.name = sampler
+        self.distributions = {p.name: distribution(p) for p in config.space}
+        storage = optuna.storages.RDBStorage(storage_url)
+        direction = "minimize" if config.minimize else "maximize"
+        self.study = optuna.create_study(storage=storage, study_name=f"ratchet:{study_name}",
+                                         direction=direction, load_if_exists=True,
+                                         sampler=optuna.samplers.RandomSampler())
+        # A resumed study must not replay the same random stream, so the seed moves on with it.
+        offset = len(self.study.get_trials(deepcopy=False))
+        self.study.sampler = make_sampler(sampler, None if seed is None else seed + offset)
+
+    def propose(self, context: ProposalContext) -> Proposal | None:
+        trial = self.study.ask(self.distributions)
+        trial.set_user_attr(EXPERIMENT_ATTR, context.number)
+        changed = {k: v for k, v in trial.params.items() if context.base_values.get(k) != v}
+        summary = ", ".join(f"{k}={_short(v)}" for k, v in changed.items()) or "baseline values"
+        return Proposal(description=f"{self.name}: {summary}", params=dict(trial.params),
+                        trial_number=trial.number)
+
+    def observe(self, experiment: Experiment) -> None:
+        if experiment.kind == "baseline":
+            self._add_baseline(experiment)
+            return
+        if experiment.trial_number is None:
+            return
+        if experiment.status in (KEEP, DISCARD) and experiment.value is not None:
+            self.study.tell(experiment.trial_number, experiment.value, skip_if_finished=True)
+        else:
+            self.study.tell(experiment.trial_number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def recover(self, unfinished: list[Experiment]) -> None:
+        keep = {e.trial_number for e in unfinished}
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in keep:
+                self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def _add_baseline(self, experiment: Experiment) -> None:
+        params = experiment.params or {}
+        if experiment.status != KEEP or experiment.value is None:
+            return
+        if any(t.user_attrs.get(EXPERIMENT_ATTR) == experiment.number
+               for t in self.study.get_trials(deepcopy=False)):
+            return
+        if not _fits(params, self.distributions):
+            return
+        self.study.add_trial(optuna.trial.create_trial(
+            params={k: params[k] for k in self.distributions},
+            distributions=self.distributions, value=experiment.value,
+            user_attrs={EXPERIMENT_ATTR: experiment.number}))
+
+
+def _fits(params: Mapping[str, Any], distributions: Mapping[str, BaseDistribution]) -> bool:
+    for name, dist in distributions.items():
+        if name not in params:
+            return False
+        try:
+            if not dist._contains(dist.to_internal_repr(params[name])):
+                return False
+        except (ValueError, TypeError):
+            return False
+    return True
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else repr(value)

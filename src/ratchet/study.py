@@ -1,0 +1,282 @@
+"""The Python API: `open_study(...)` and a `Study`, which the command line only wraps.
+
+    study = ratchet.open_study("path/to/repo", proposer="tpe", seed=0)
+    study.run(max_experiments=30)
+    study.best(), study.experiments()
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ratchet.config import TaskConfig, load_config
+from ratchet.errors import PatchRejected, UsageError
+from ratchet.evaluate import Evaluator, RunResult, kill_group
+from ratchet.gitrepo import GitRepo
+from ratchet.globs import matches_any
+from ratchet.knobs import Knob, find_knobs, rewrite_knobs
+from ratchet.loop import Budget, Engine, Progress, Reporter, Slot
+from ratchet.proposers import PatchProposer, Proposal, Proposer, create_proposer
+from ratchet.proposers import check_proposer_name as _check_proposer_name
+from ratchet.records import KEEP, Experiment, StudyRecord
+from ratchet.store import STATE_DIR, Store, default_url
+from ratchet.workspace import Candidate, CandidateBuilder, study_branch
+
+
+@dataclass(frozen=True)
+class BestResult:
+    experiment: Experiment
+    branch: str
+    diff: str
+
+
+def open_study(repo: str | Path = ".", name: str | None = None, *, storage: str | None = None,
+               proposer: str | None = None, seed: int | None = None,
+               create: bool = True) -> Study:
+    """Open the named study of the repository at `repo`, creating it if `create` allows.
+
+    Without a name: the most recent study of the repository, or, when `proposer` names
+    another proposer than that study's (or there is none), a new study for that proposer.
+    """
+    git = GitRepo.find(Path(repo))
+    config = load_config(git.root)
+    _ensure_state_dir(git.root)
+    store = Store(storage or default_url(git.root))
+    if proposer is not None:
+        _check_proposer_name(proposer)
+    record = _find_or_create(store, git, config, name, proposer, seed, create)
+    return Study(store, record, config, git)
+
+
+def _find_or_create(store: Store, git: GitRepo, config: TaskConfig, name: str | None,
+                    proposer: str | None, seed: int | None, create: bool) -> StudyRecord:
+    if name is not None:
+        record = store.get_study(name)
+        if record is not None:
+            if proposer is not None and proposer != record.proposer:
+                raise UsageError(f"study {name!r} uses the {record.proposer} proposer, "
+                                 f"not {proposer} (start a new study with --study NEW_NAME)")
+            return record
+    else:
+        studies = store.studies(str(git.root))
+        if studies and (proposer is None or studies[-1].proposer == proposer):
+            return studies[-1]
+        if not create:
+            raise UsageError("no study in this repository yet (start one with `ratchet run`)")
+        taken = {s.name for s in store.studies()}
+        base = proposer or "tpe"
+        name = next(f"{base}-{i}" for i in range(1, len(taken) + 2) if f"{base}-{i}" not in taken)
+    if not create:
+        raise UsageError(f"no study named {name!r} (see `ratchet status` for the studies here)")
+    _check_study_name(name)
+    return store.create_study(StudyRecord(
+        name=name, task=config.name, repo_root=str(git.root), base_commit=git.head(),
+        proposer=proposer or "tpe", seed=seed, rule=config.decision.rule))
+
+
+def _check_study_name(name: str) -> None:
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise UsageError(f"study name {name!r}: use letters, digits, '-', '_' and '.' only")
+
+
+def _ensure_state_dir(root: Path) -> None:
+    state = root / STATE_DIR
+    state.mkdir(exist_ok=True)
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# ratchet's state: the store, logs and work trees\n*\n")
+
+
+class Study:
+    def __init__(self, store: Store, record: StudyRecord, config: TaskConfig,
+                 repo: GitRepo) -> None:
+        self.store, self.record, self.config, self.repo = store, record, config, repo
+        self.state_dir = repo.root / STATE_DIR
+        self.evaluator = Evaluator(config)
+        self.builder = CandidateBuilder(repo, record.name, config.editable, config.protected)
+        self.knobs = self._base_knobs()
+        self.base_values = {k.name: k.value for k in self.knobs.values()}
+        self._ensure_branch()
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def id(self) -> int:
+        assert self.record.id is not None
+        return self.record.id
+
+    # queries
+
+    def experiments(self) -> list[Experiment]:
+        return self.store.experiments(self.id)
+
+    def experiment(self, number: int) -> Experiment:
+        experiment = self.store.experiment(self.id, number)
+        if experiment is None:
+            raise UsageError(f"study {self.name!r} has no experiment {number}")
+        return experiment
+
+    def best(self) -> Experiment | None:
+        kept = self.store.experiments(self.id, statuses=[KEEP])
+        return kept[-1] if kept else None
+
+    # running
+
+    def run(self, max_experiments: int | None = None, max_time_s: float | None = None,
+            max_usd: float | None = None, parallel: int = 1, gpus: list[str] | None = None,
+            reporter: Reporter | None = None, proposer: Proposer | None = None) -> Progress:
+        if parallel < 1:
+            raise UsageError("--parallel must be at least 1")
+        proposer = proposer or create_proposer(self.record.proposer, self.config,
+                                               self.store.url, self.name, self.record.seed)
+        budget = Budget(max_experiments, max_time_s, max_usd)
+        with self._lock():
+            return Engine(self, proposer, budget, parallel, gpus, reporter).run()
+
+    def try_patch(self, patch: str, description: str = "user patch",
+                  reporter: Reporter | None = None) -> Experiment:
+        """Evaluate a user's change through exactly the path a proposal takes, and record it."""
+        done = self.store.experiments(self.id)
+        budget = len(done) + 1 + (0 if any(e.kind == "baseline" for e in done) else 1)
+        self.run(max_experiments=budget, reporter=reporter,
+                 proposer=PatchProposer(patch, description))
+        return self.experiments()[-1]
+
+    # what the engine calls
+
+    def build_candidate(self, number: int, proposal: Proposal, best: Experiment) -> Candidate:
+        if proposal.params is not None:
+            return self.builder.from_files(self.record.base_commit,
+                                           self._knob_files(proposal.params),
+                                           proposal.description, number)
+        if proposal.patch is not None:
+            assert best.commit is not None
+            return self.builder.from_patch(best.commit, proposal.patch, proposal.description,
+                                           number)
+        raise PatchRejected("the proposal holds neither knob values nor a patch")
+
+    def evaluate_in_slot(self, experiment: Experiment, slot: Slot) -> RunResult:
+        assert experiment.commit is not None and slot.runner is not None
+        if not slot.worktree.exists():
+            self.repo.add_worktree(slot.worktree, experiment.commit)
+        self.repo.checkout_clean(slot.worktree, experiment.commit)
+        log = Path(experiment.log_path or self.log_path(experiment.number))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = {"RATCHET_STUDY": self.name, "RATCHET_EXPERIMENT": str(experiment.number),
+               "RATCHET_SLOT": str(slot.index)}
+        if slot.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+        return self.evaluator.evaluate(slot.worktree, log, slot.runner, env)
+
+    def advance_branch(self, kept: Experiment, previous_best: Experiment) -> None:
+        branch = f"refs/heads/{study_branch(self.name)}"
+        tip = self.repo.resolve(branch) or self.record.base_commit
+        assert kept.commit is not None
+        message = (f"ratchet {self.name} #{kept.number}: {kept.description}\n\n"
+                   f"{self.config.metric.name}: {previous_best.value:.6g} -> {kept.value:.6g}")
+        commit = self.repo.commit_tree(self.repo.tree_of(kept.commit), tip, message)
+        self.repo.update_ref(branch, commit)
+
+    def publish_best(self) -> BestResult:
+        best = self.best()
+        if best is None:
+            raise UsageError(f"study {self.name!r} has no finished baseline yet")
+        branch = study_branch(self.name)
+        diff = self.repo.diff(self.record.base_commit, f"refs/heads/{branch}")
+        return BestResult(experiment=best, branch=branch, diff=diff)
+
+    def worktree_path(self, slot: int) -> Path:
+        return self.state_dir / "worktrees" / self.name / f"slot-{slot}"
+
+    def log_path(self, number: int) -> Path:
+        return self.state_dir / "logs" / self.name / f"{number:05d}.log"
+
+    def kill_leftovers(self, unfinished: Iterable[Experiment]) -> None:
+        """Kill evaluations a killed driver left behind, found by process group and work tree."""
+        groups = {e.pgid for e in unfinished if e.pgid}
+        if groups:
+            _kill_groups_under(groups, self.state_dir / "worktrees" / self.name)
+
+    # internals
+
+    def _base_knobs(self) -> dict[str, Knob]:
+        knobs: dict[str, Knob] = {}
+        base = self.record.base_commit
+        for path in self.repo.list_files(base):
+            if path.endswith(".py") and matches_any(path, self.config.editable):
+                for knob in find_knobs(self.repo.read_file(base, path), path):
+                    if knob.name in knobs:
+                        continue
+                    knobs[knob.name] = knob
+        for param in self.config.space:
+            if param.name not in knobs:
+                raise UsageError(f"ratchet.toml: [space].{param.name}: no module-level constant "
+                                 f"of that name in the editable files")
+        return knobs
+
+    def _knob_files(self, params: Mapping[str, Any]) -> dict[str, str]:
+        by_file: dict[str, dict[str, Any]] = {}
+        for name, value in params.items():
+            knob = self.knobs[name]
+            by_file.setdefault(knob.path, {})[name] = _like(knob.value, value)
+        base = self.record.base_commit
+        return {path: rewrite_knobs(self.repo.read_file(base, path), values)
+                for path, values in by_file.items()}
+
+    def _ensure_branch(self) -> None:
+        branch = f"refs/heads/{study_branch(self.name)}"
+        if self.repo.resolve(branch) is None:
+            self.repo.update_ref(branch, self.record.base_commit)
+
+    def _lock(self) -> _StudyLock:
+        return _StudyLock(self.state_dir / "locks" / f"{self.name}.lock", self.name)
+
+
+def _like(original: Any, value: Any) -> Any:
+    """`value` in the type of the knob's original value where that loses nothing."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(original, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _kill_groups_under(groups: set[int], root: Path) -> None:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            if os.getpgid(pid) in groups and Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(
+                    root):
+                kill_group(os.getpgid(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+class _StudyLock:
+    """One driver per study at a time: a second `ratchet run` is refused, not interleaved."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path, self.name = path, name
+
+    def __enter__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.close()
+            raise UsageError(f"study {self.name!r} is already running in another process") from None
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
