@@ -1,0 +1,327 @@
+"""The `ratchet` command line: parses arguments, calls the Python API, prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ratchet import examples
+from ratchet.config import TASK_FILE
+from ratchet.errors import RatchetError, UsageError
+from ratchet.export import FORMATS, export
+from ratchet.gitrepo import GitRepo
+from ratchet.initfile import discover_knobs, task_file_text
+from ratchet.knobs import space_toml
+from ratchet.loop import Progress
+from ratchet.proposers import PROPOSERS
+from ratchet.study import Study, open_study
+from ratchet.units import format_duration, parse_duration
+from ratchet.view import LOG_HEADERS, LiveReporter, PlainReporter, experiment_cells, fmt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except RatchetError as exc:
+        print(f"ratchet: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ratchet: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ratchet", description=(
+        "Propose a code change, evaluate it under protection, keep it only if it is really "
+        "better, repeat."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--repo", default=".", help="the git repository (default: .)")
+    common.add_argument("--study", help="study name (default: the most recent study)")
+    common.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+
+    p = sub.add_parser("init", help="write a commented ratchet.toml for this repository")
+    p.add_argument("--repo", default=".")
+    p.add_argument("--force", action="store_true", help="overwrite an existing ratchet.toml")
+    p.set_defaults(handler=cmd_init)
+
+    p = sub.add_parser("run", parents=[common], help="start a study, or resume it")
+    _run_options(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("status", parents=[common], help="the studies of this repository")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("log", parents=[common], help="one row per experiment")
+    p.add_argument("--plain", action="store_true", help="plain text instead of a table")
+    p.set_defaults(handler=cmd_log)
+
+    p = sub.add_parser("show", parents=[common], help="an experiment's diff, log tail, numbers")
+    p.add_argument("number", type=int)
+    p.add_argument("--lines", type=int, default=30, help="log lines to show (default 30)")
+    p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("try", parents=[common],
+                       help="evaluate your own change (a patch file, or your uncommitted edits)")
+    p.add_argument("patch", nargs="?", help="patch file, or - for standard input "
+                   "(default: the working tree's uncommitted edits)")
+    p.add_argument("-m", "--message", default=None, help="description to record")
+    p.add_argument("--plain", action="store_true")
+    p.set_defaults(handler=cmd_try)
+
+    p = sub.add_parser("best", parents=[common],
+                       help="put the kept chain on branch ratchet/<study>, print its diff")
+    p.set_defaults(handler=cmd_best)
+
+    p = sub.add_parser("export", parents=[common], help="experiments as tsv, csv or jsonl")
+    p.add_argument("--format", choices=FORMATS, default="tsv")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("space", help="print a [space] table for the knobs found")
+    p.add_argument("--repo", default=".")
+    p.add_argument("--discover", action="store_true", required=True,
+                   help="find module-level constants in the editable files")
+    p.set_defaults(handler=cmd_space)
+
+    p = sub.add_parser("demo", help="run a classical study on a bundled example, offline")
+    p.add_argument("--example", choices=examples.NAMES, default=examples.DEMO)
+    p.add_argument("--dir", help="where to put the demo repository (default: a new temp dir)")
+    p.add_argument("--proposer", choices=PROPOSERS, default="tpe")
+    p.add_argument("--max-experiments", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plain", action="store_true")
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--proposer", help=f"one of: {', '.join(PROPOSERS)} (default: tpe, or the "
+                   "study's own when resuming)")
+    p.add_argument("--max-experiments", type=_positive_int, help="stop after N experiments")
+    p.add_argument("--max-time", type=_duration, help="stop after this long, e.g. 90m or 2h")
+    p.add_argument("--max-usd", type=float, help="stop once this many dollars are spent")
+    p.add_argument("--seed", type=int, help="sampler seed (recorded with the study)")
+    p.add_argument("--parallel", type=_positive_int, default=1, help="evaluations at once")
+    p.add_argument("--gpus", help="comma-separated GPU ids, one per slot (CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--plain", action="store_true", help="one line per experiment, no live view")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _open(args: argparse.Namespace, create: bool = False, proposer: str | None = None,
+          seed: int | None = None) -> Study:
+    return open_study(args.repo, args.study, storage=args.storage, proposer=proposer,
+                      seed=seed, create=create)
+
+
+# commands
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    repo = GitRepo.find(Path(args.repo))
+    target = repo.root / TASK_FILE
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} already exists (use --force to overwrite)")
+    text = task_file_text(repo)
+    target.write_text(text)
+    print(f"wrote {target}; edit the command and metric, then commit it and `ratchet run`")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    study = _open(args, create=True, proposer=args.proposer, seed=args.seed)
+    print(f"ratchet: study {study.name} ({study.record.proposer}) on {study.repo.root}, "
+          f"base {study.record.base_commit[:10]}", flush=True)
+    progress = _with_reporter(args.plain, lambda reporter: study.run(
+        max_experiments=args.max_experiments, max_time_s=args.max_time, max_usd=args.max_usd,
+        parallel=args.parallel, gpus=gpus, reporter=reporter))
+    _print_summary(study, progress)
+    return 0
+
+
+def _with_reporter(plain: bool, body):  # type: ignore[no-untyped-def]
+    if plain or not sys.stdout.isatty():
+        return body(PlainReporter())
+    with LiveReporter() as reporter:
+        return body(reporter)
+
+
+def _print_summary(study: Study, progress: Progress) -> None:
+    best = progress.best
+    print(f"ratchet: stopped: {progress.stop_reason}")
+    if best is not None and progress.baseline is not None:
+        print(f"ratchet: best {fmt(best.value)} (experiment {best.number}), baseline "
+              f"{fmt(progress.baseline)}, {progress.experiments} experiments, "
+              f"${progress.spent_usd:.4f}, {format_duration(progress.elapsed_s)}")
+        print(f"ratchet: `ratchet best --study {study.name}` shows the diff; "
+              f"branch ratchet/{study.name} holds the kept chain")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if args.study:
+        studies = [_open(args)]
+    else:
+        first = _open(args)
+        studies = [Study(first.store, r, first.config, first.repo)
+                   for r in first.store.studies(str(first.repo.root))]
+    table = Table("study", "proposer", "experiments", "kept", "failed", "baseline", "best",
+                  "$ spent", "base")
+    for study in studies:
+        exps = study.experiments()
+        baseline = next((e.value for e in exps if e.kind == "baseline"), None)
+        best = study.best()
+        table.add_row(study.name, study.record.proposer, str(len(exps)),
+                      str(sum(e.status == "keep" for e in exps)),
+                      str(sum(e.status in ("crash", "timeout", "void") for e in exps)),
+                      fmt(baseline), fmt(best.value if best else None),
+                      f"{sum(e.cost_usd for e in exps):.4f}", study.record.base_commit[:10])
+    Console().print(table)
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    study = _open(args)
+    rows = [experiment_cells(e) for e in study.experiments()]
+    if args.plain or not sys.stdout.isatty():
+        print("\t".join(LOG_HEADERS))
+        for row in rows:
+            print("\t".join(row))
+        return 0
+    table = Table(*LOG_HEADERS, title=f"{study.name}: {study.config.metric.name} "
+                  f"({study.config.metric.goal})")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    study = _open(args)
+    e = study.experiment(args.number)
+    print(f"experiment {e.number} of study {study.name}: {e.status} ({e.kind})")
+    print(f"description: {e.description}")
+    if e.reason:
+        print(f"reason: {e.reason}")
+    print(f"{study.config.metric.name}: {fmt(e.value)}  runs: {e.values}  "
+          f"delta: {fmt(e.delta, signed=True)}  holdout: {fmt(e.holdout)}")
+    print(f"wall {e.wall_s:.2f}s  cpu {e.cpu_s:.2f}s  peak memory {e.peak_mem_mb:.0f} MB  "
+          f"cost ${e.cost_usd:.4f}")
+    if e.secondary:
+        print("secondary: " + ", ".join(f"{k}={fmt(v)}" for k, v in e.secondary.items()))
+    if e.decision:
+        print(f"decision: {json.dumps(e.decision, sort_keys=True)}")
+    if e.commit:
+        print(f"commit: {e.commit} (parent {e.parent_commit})")
+    print("--- diff ---")
+    print(e.diff.rstrip() or "(no change)")
+    if e.log_path and Path(e.log_path).exists():
+        tail = Path(e.log_path).read_text(errors="replace").splitlines()[-args.lines:]
+        print(f"--- log tail ({e.log_path}) ---")
+        print("\n".join(tail))
+    return 0
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    study = _open(args, create=True)
+    if args.patch is None:
+        patch = study.repo.working_tree_diff()
+        source = "the working tree's uncommitted edits"
+    elif args.patch == "-":
+        patch, source = sys.stdin.read(), "standard input"
+    else:
+        path = Path(args.patch)
+        if not path.is_file():
+            raise UsageError(f"patch file {args.patch!r} not found")
+        patch, source = path.read_text(), args.patch
+    if not patch.strip():
+        raise UsageError(f"nothing to try: {source} hold no change")
+    description = args.message or f"user change ({source})"
+    experiment = _with_reporter(args.plain, lambda r: study.try_patch(patch, description, r))
+    print(f"ratchet: experiment {experiment.number}: {experiment.status} "
+          f"{study.config.metric.name}={fmt(experiment.value)} "
+          f"delta={fmt(experiment.delta, signed=True)}"
+          + (f" ({experiment.reason})" if experiment.reason else ""))
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    study = _open(args)
+    best = study.publish_best()
+    e = best.experiment
+    print(f"best: experiment {e.number}, {study.config.metric.name} {fmt(e.value)} "
+          f"({e.description})")
+    print(f"branch: {best.branch}  (merge it with `git merge {best.branch}`)")
+    print(best.diff.rstrip() or "(the baseline is still the best: no change)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    study = _open(args)
+    text = export(study.experiments(), args.format, study.config.metric.name)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_space(args: argparse.Namespace) -> int:
+    repo = GitRepo.find(Path(args.repo))
+    knobs = discover_knobs(repo)
+    if not knobs:
+        raise UsageError("no knobs found (module-level UPPER_CASE constants) in the editable "
+                         "files")
+    sys.stdout.write(space_toml(knobs))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    source = examples.path(args.example)
+    target = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ratchet-demo-"))
+    if target.exists() and any(target.iterdir()):
+        raise UsageError(f"{target} is not empty")
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    for command in (["init", "-q"], ["add", "-A"], ["-c", "user.name=ratchet demo", "-c",
+                    "user.email=demo@localhost", "commit", "-qm", f"{args.example} example"]):
+        subprocess.run(["git", *command], cwd=target, check=True)
+    print(f"ratchet demo: the {args.example} example is now a git repository at {target}")
+    budget = args.max_experiments or examples.DEMO_EXPERIMENTS[args.example]
+    study = open_study(target, f"demo-{args.proposer}", proposer=args.proposer, seed=args.seed)
+    progress = _with_reporter(args.plain, lambda r: study.run(max_experiments=budget,
+                                                              reporter=r))
+    _print_summary(study, progress)
+    print("\nwhere to look:")
+    for command in ("ratchet log", "ratchet show 0", "ratchet best", "ratchet export"):
+        print(f"  cd {target} && {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""What people see: experiment rows, the plain line-per-experiment log, and the live view."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ratchet.loop import Progress
+from ratchet.records import KEEP, Experiment
+from ratchet.units import format_duration
+
+STATUS_STYLE = {"keep": "bold green", "discard": "yellow", "crash": "red", "timeout": "red",
+                "void": "magenta", "running": "cyan", "pending": "dim"}
+
+
+def fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.6g}" if signed else f"{value:.6g}"
+
+
+def experiment_cells(e: Experiment) -> list[str]:
+    """number, status, metric, delta vs best, duration, description (with the reason if failed)."""
+    description = e.description
+    if e.reason and e.status != KEEP and e.status != "discard":
+        description = f"{description} [{e.reason}]"
+    runs = f" ({len(e.values)} runs)" if len(e.values) > 1 else ""
+    return [str(e.number), e.status, fmt(e.value) + runs, fmt(e.delta, signed=True),
+            format_duration(e.wall_s), description]
+
+
+LOG_HEADERS = ["#", "status", "metric", "delta", "time", "description"]
+
+
+def plain_line(e: Experiment, progress: Progress | None = None) -> str:
+    number, status, value, delta, duration, description = experiment_cells(e)
+    line = f"#{number:>4} {status:<8} {value:>14} {delta:>12} {duration:>8}"
+    if progress is not None and progress.best is not None:
+        line += f"  best={fmt(progress.best.value)} ${progress.spent_usd:.4f}"
+    return f"{line}  {description}"
+
+
+def progress_line(progress: Progress) -> str:
+    budget = progress.budget
+    of = f" of {budget.max_experiments}" if budget.max_experiments else ""
+    parts = [f"study {progress.study}", f"experiment {progress.experiments}{of}"]
+    if progress.best is not None:
+        best = f"best {fmt(progress.best.value)} (#{progress.best.number}"
+        if progress.baseline is not None:
+            best += f", {fmt(progress.best.value - progress.baseline, signed=True)} vs baseline"
+        parts.append(best + ")")
+    if progress.last is not None:
+        parts.append(f"last #{progress.last.number} {progress.last.status} "
+                     f"{fmt(progress.last.value)}")
+    money = f"${progress.spent_usd:.4f} spent"
+    if budget.max_usd is not None:
+        money += f" of ${budget.max_usd:g}"
+    parts.append(money)
+    left = progress.time_left_s
+    parts.append(f"{format_duration(left)} left" if left is not None
+                 else f"{format_duration(progress.elapsed_s)} elapsed")
+    if progress.running:
+        parts.append(f"{progress.running} running")
+    return " · ".join(parts)
+
+
+class PlainReporter:
+    """One line per finished experiment: for logs, CI and anything that is not a terminal."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def update(self, progress: Progress) -> None:
+        pass
+
+    def finished_experiment(self, experiment: Experiment, progress: Progress) -> None:
+        print(plain_line(experiment, progress), file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        print(f"ratchet: {text}", file=self.stream, flush=True)
+
+
+class LiveReporter:
+    """A live panel at the bottom of the terminal, with finished experiments scrolling above."""
+
+    def __init__(self, console: Console | None = None, recent: int = 8) -> None:
+        self.console = console or Console()
+        self.recent: list[Experiment] = []
+        self.keep = recent
+        self.live = Live(console=self.console, refresh_per_second=4, transient=False)
+        self.progress: Progress | None = None
+
+    def __enter__(self) -> LiveReporter:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def update(self, progress: Progress) -> None:
+        self.progress = progress
+        self.live.update(self._render())
+
+    def finished_experiment(self, experiment: Experiment, progress: Progress) -> None:
+        self.recent = [*self.recent, experiment][-self.keep:]
+        self.update(progress)
+
+    def message(self, text: str) -> None:
+        self.live.console.print(f"[bold]ratchet:[/bold] {text}")
+
+    def _render(self) -> Group:
+        table = Table(*LOG_HEADERS, expand=True, show_edge=False)
+        for e in self.recent:
+            cells = experiment_cells(e)
+            table.add_row(*cells[:1], Text(cells[1], style=STATUS_STYLE.get(e.status, "")),
+                          *cells[2:])
+        header = Text(progress_line(self.progress) if self.progress else "starting…",
+                      style="bold")
+        return Group(header, table)
