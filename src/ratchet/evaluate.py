@@ -8,6 +8,7 @@ before, between and after the phases; any change voids the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -167,10 +168,8 @@ def _wait_or_kill(pid: int, timeout_s: float) -> tuple[int, os.struct_rusage, bo
 
 
 def kill_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class Evaluator:
@@ -196,7 +195,8 @@ class Evaluator:
         output, all_output = "", ""
         for phase, command in phases:
             if phase == "evaluate" and cfg.metric.file:
-                (worktree / cfg.metric.file).unlink(missing_ok=True)  # edited code can't pre-write it
+                # edited code must not be able to pre-write the result file
+                (worktree / cfg.metric.file).unlink(missing_ok=True)
             output, outcome = self._phase(phase, command, worktree, env, deadline, log, runner)
             all_output += output
             _account(result, outcome)

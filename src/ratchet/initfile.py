@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ratchet.config import TASK_FILE, load_config
@@ -20,10 +21,8 @@ def discover_knobs(repo: GitRepo) -> list[Knob]:
     """Knobs in the editable files of the task file, or in every Python file without one."""
     editable: tuple[str, ...] = ("**",)
     if (repo.root / TASK_FILE).is_file():
-        try:
+        with contextlib.suppress(ConfigError):
             editable = load_config(repo.root).editable
-        except ConfigError:
-            pass
     knobs: list[Knob] = []
     for path in _python_files(repo):
         if matches_any(path, editable):
