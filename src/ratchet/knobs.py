@@ -163,11 +163,16 @@ def suggest_param(knob: Knob) -> Param | None:
         if _RATIO_NAME.search(name) and 0.0 <= value <= 1.0:
             return Param(name=name, kind="float", low=0.0, high=1.0)
         if value > 0:
-            return Param(name=name, kind="float", low=value / 10, high=value * 10, log=True)
+            return Param(name=name, kind="float", low=_round(value / 10), high=_round(value * 10),
+                         log=True)
         if value == 0:
             return Param(name=name, kind="float", low=0.0, high=1.0)
         return Param(name=name, kind="float", low=2 * value, high=-2 * value)
     return None
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.3g}")
 
 
 def space_toml(knobs: list[Knob]) -> str:

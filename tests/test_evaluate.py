@@ -1,0 +1,157 @@
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from ratchet.config import parse_config
+from ratchet.evaluate import (
+    Evaluator,
+    MetricError,
+    ProcessRunner,
+    parse_metric,
+    read_metric_file,
+    scrub_env,
+)
+
+
+def task(tmp_path: Path, **task_keys: object) -> Evaluator:
+    data = {"task": {"editable": ["run.py"], "command": "python run.py", **task_keys},
+            "metric": {"name": "score"}}
+    return Evaluator(parse_config(data, tmp_path), base_env=dict(os.environ))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    return state != "Z"
+
+
+def test_timeout_kills_the_whole_tree_even_a_grandchild_ignoring_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text(
+        "import os, signal, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'])\n"
+        "open('grandchild.pid', 'w').write(str(child.pid))\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "time.sleep(600)\n")
+    evaluator = task(tmp_path, timeout="1.5s")
+    start = time.monotonic()
+    result = evaluator.evaluate(tmp_path, tmp_path / "log.txt", ProcessRunner())
+    assert result.status == "timeout"
+    assert "timed out" in (result.reason or "")
+    assert time.monotonic() - start < 10
+    grandchild = int((tmp_path / "grandchild.pid").read_text())
+    deadline = time.monotonic() + 5
+    while alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(grandchild)
+
+
+def test_background_children_do_not_outlive_a_finished_run(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text(
+        "import subprocess, sys\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "open('orphan.pid', 'w').write(str(p.pid))\n"
+        "print('score: 1.0')\n")
+    result = task(tmp_path).evaluate(tmp_path, tmp_path / "log.txt", ProcessRunner())
+    assert result.status == "ok" and result.value == 1.0
+    orphan = int((tmp_path / "orphan.pid").read_text())
+    time.sleep(0.2)
+    assert not alive(orphan)
+
+
+def test_records_wall_cpu_and_peak_memory(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text(
+        "block = bytearray(200 * 1024 * 1024)\n"
+        "for i in range(0, len(block), 4096): block[i] = 1\n"
+        "x = sum(range(3_000_000))\n"
+        "print('score: 2.5')\nprint('memory_gb: 0.2')\n")
+    data = {"task": {"editable": ["run.py"], "command": "python run.py"},
+            "metric": {"name": "score", "secondary": ["memory_gb"]}}
+    result = Evaluator(parse_config(data, tmp_path)).evaluate(
+        tmp_path, tmp_path / "log.txt", ProcessRunner())
+    assert result.status == "ok" and result.value == 2.5
+    assert result.secondary == {"memory_gb": 0.2}
+    assert result.peak_mem_mb > 190
+    assert result.cpu_s > 0 and result.wall_s >= result.cpu_s * 0.5
+
+
+def test_memory_limit_makes_a_hungry_run_crash(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text("block = bytearray(800 * 1024 * 1024)\nprint('score: 1')\n")
+    result = task(tmp_path, memory_limit="300M").evaluate(
+        tmp_path, tmp_path / "log.txt", ProcessRunner())
+    assert result.status == "crash"
+    assert "exited with code 1" in (result.reason or "")
+    assert "MemoryError" in (tmp_path / "log.txt").read_text()
+
+
+def test_secrets_never_reach_the_evaluation(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text(
+        "import os\nprint('env:', sorted(k for k in os.environ if k.startswith('MY_')))\n"
+        "print('score: 1')\n")
+    env = {**os.environ, "MY_API_KEY": "sk-1", "MY_TOKEN": "t", "MY_DB_PASSWORD": "p",
+           "MY_SECRET_X": "s", "MY_PLAIN": "ok", "MY_WANDB_KEY": "w"}
+    data = {"task": {"editable": ["run.py"], "command": "python run.py",
+                     "env_allow": ["MY_WANDB_KEY"]}, "metric": {"name": "score"}}
+    evaluator = Evaluator(parse_config(data, tmp_path), base_env=env)
+    evaluator.evaluate(tmp_path, tmp_path / "log.txt", ProcessRunner())
+    log = (tmp_path / "log.txt").read_text()
+    assert "env: ['MY_PLAIN', 'MY_WANDB_KEY']" in log
+    assert "sk-1" not in log
+
+
+def test_scrub_env_is_case_insensitive_and_allows_by_pattern() -> None:
+    env = {"openai_api_key": "x", "HF_TOKEN": "y", "PATH": "/bin", "AWS_SECRET": "z"}
+    assert scrub_env(env) == {"PATH": "/bin"}
+    assert scrub_env(env, ["HF_*"]) == {"PATH": "/bin", "HF_TOKEN": "y"}
+
+
+@pytest.mark.parametrize(("output", "problem"), [
+    ("nothing here\n", "no 'score' value found"),
+    ("score: abc\n", "not a number"),
+    ("score: nan\n", "is NaN"),
+    ("score: inf\n", "is infinite"),
+    ("score: -inf\n", "is infinite"),
+])
+def test_unusable_metrics_are_errors_with_the_reason(output: str, problem: str) -> None:
+    with pytest.raises(MetricError, match=problem):
+        parse_metric(output, "score")
+
+
+def test_the_last_metric_line_counts() -> None:
+    assert parse_metric("score: 1\nstep 2\nscore: 0.5\n", "score") == 0.5
+    assert parse_metric("val_bpb = 0.99\n", "val_bpb") == 0.99
+    assert parse_metric("final 7 points", "x", r"final (?P<value>\d+)") == 7.0
+
+
+def test_metric_from_a_json_file(tmp_path: Path) -> None:
+    (tmp_path / "r.json").write_text('{"acc": 0.9}')
+    assert read_metric_file(tmp_path / "r.json", "acc") == 0.9
+    (tmp_path / "r.json").write_text('{"acc": "NaN"}')
+    with pytest.raises(MetricError, match="NaN"):
+        read_metric_file(tmp_path / "r.json", "acc")
+    with pytest.raises(MetricError, match="was not written"):
+        read_metric_file(tmp_path / "missing.json", "acc")
+
+
+def test_a_nonzero_exit_is_a_crash_and_a_missing_metric_too(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text("raise SystemExit(3)\n")
+    result = task(tmp_path).evaluate(tmp_path, tmp_path / "log.txt", ProcessRunner())
+    assert (result.status, result.reason) == ("crash", "command phase exited with code 3")
+    (tmp_path / "run.py").write_text("print('score: nan')\n")
+    result = task(tmp_path).evaluate(tmp_path, tmp_path / "log.txt", ProcessRunner())
+    assert (result.status, result.reason) == ("crash", "score is NaN")
+
+
+def test_cancel_stops_a_running_evaluation(tmp_path: Path) -> None:
+    import threading
+
+    (tmp_path / "run.py").write_text("import time\ntime.sleep(600)\n")
+    runner = ProcessRunner()
+    threading.Timer(0.5, runner.cancel).start()
+    result = task(tmp_path).evaluate(tmp_path, tmp_path / "log.txt", runner)
+    assert result.status == "interrupted"
