@@ -1,0 +1,177 @@
+"""The loop end to end on the quadratic example: improvement, baseline as trial 0, parallel
+slots, resume, noise-aware re-runs, a driver killed with SIGKILL, Ctrl-C, budgets."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ratchet.study import open_study
+
+SLOW_OBJECTIVE = ("SEED = -1  # -1: a new seed every run, as real training has; "
+                  "otherwise a fixed seed",
+                  "SEED = -1\nimport time\ntime.sleep(0.6)")
+
+
+def test_tpe_improves_on_the_baseline_which_is_trial_0(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic")
+    study = open_study(repo, "tpe", proposer="tpe", seed=1)
+    progress = study.run(max_experiments=25)
+    experiments = study.experiments()
+    assert len(experiments) == 25 and progress.stop_reason.startswith("experiment budget")
+    baseline = experiments[0]
+    assert baseline.kind == "baseline" and baseline.value == pytest.approx(3.84)
+    assert len(baseline.values) == 3 and study.record.sigma == 0.0
+    best = study.best()
+    assert best.value < baseline.value
+    kept = [e for e in experiments if e.status == "keep"]
+    assert all(b.value < a.value for a, b in zip(kept, kept[1:], strict=False))
+    optuna_study = optuna.load_study(study_name="ratchet:tpe", storage=study.store.url)
+    trials = optuna_study.get_trials()
+    assert trials[0].params == {"X": 0.0, "Y": 0.0, "DEPTH": 2, "ACTIVATION": "relu"}
+    assert trials[0].value == pytest.approx(3.84)
+    assert len(trials) == 25
+    assert optuna_study.best_value == pytest.approx(best.value)
+
+
+@pytest.mark.parametrize("sampler", ["cmaes", "gp", "random"])
+def test_every_sampler_runs_through_the_loop(make_repo: Callable[..., Path],
+                                             sampler: str) -> None:
+    study = open_study(make_repo("quadratic"), sampler, proposer=sampler, seed=0)
+    study.run(max_experiments=5)
+    statuses = [e.status for e in study.experiments()]
+    assert len(statuses) == 5 and all(s in ("keep", "discard") for s in statuses)
+
+
+def test_parallel_slots_propose_distinct_values(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic", replace={"objective.py": SLOW_OBJECTIVE})
+    study = open_study(repo, "par", proposer="tpe", seed=0)
+    start = time.monotonic()
+    study.run(max_experiments=13, parallel=4)
+    elapsed = time.monotonic() - start
+    proposals = [e for e in study.experiments() if e.kind == "proposal"]
+    assert len(proposals) == 12
+    params = [tuple(sorted(e.params.items())) for e in proposals]
+    assert len(set(params)) == len(params)
+    assert {e.slot for e in proposals} == {0, 1, 2, 3}
+    # 12 proposals of >= 0.6 s plus 3 baseline runs, on 4 slots: far below the serial 9 s
+    assert elapsed < 12 * 0.6 + 3 * 0.6
+
+
+def test_a_study_resumes_where_it_stopped(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic")
+    open_study(repo, "r", proposer="random", seed=5).run(max_experiments=4)
+    study = open_study(repo, "r")
+    study.run(max_experiments=9)
+    numbers = [e.number for e in study.experiments()]
+    assert numbers == list(range(9))
+    assert sum(e.kind == "baseline" for e in study.experiments()) == 1
+    trials = optuna.load_study(study_name="ratchet:r", storage=study.store.url).get_trials()
+    assert len(trials) == 9
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 9  # no replayed stream
+
+
+def test_noise_aware_measures_noise_and_reruns_within_it(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic", replace={"objective.py": ("NOISE = 0.0", "NOISE = 0.4")})
+    study = open_study(repo, "noisy", proposer="random", seed=2)
+    study.run(max_experiments=15)
+    experiments = study.experiments()
+    assert len(experiments[0].values) == 3 and study.record.sigma > 0
+    for e in experiments[1:]:
+        d = e.decision
+        assert d["rule"] == "noise-aware" and d["runs"] == len(e.values)
+        if e.status == "keep":
+            assert d["gain"] > d["band"]
+        if len(e.values) > 1:  # a re-run happened only for a gain inside the first band
+            first_gain = d["best"] - e.values[0]
+            assert 0 < first_gain <= 2 * study.record.sigma + 1e-12
+
+
+def test_greedy_rule_runs_each_candidate_once(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic", replace={"ratchet.toml": ('rule = "noise-aware"',
+                                                            'rule = "greedy"')})
+    study = open_study(repo, "g", proposer="random", seed=2)
+    study.run(max_experiments=6)
+    assert all(len(e.values) == 1 for e in study.experiments())
+    assert all(e.decision["rule"] == "greedy" for e in study.experiments()[1:])
+
+
+def test_dollar_budget_stops_the_study(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic", replace={"ratchet.toml": ("compute_usd_per_hour = 1.0",
+                                                            "compute_usd_per_hour = 3600.0")})
+    study = open_study(repo, "usd", proposer="random", seed=0)
+    progress = study.run(max_usd=2.0, max_experiments=100)
+    assert progress.stop_reason.startswith("dollar budget")
+    spent = sum(e.cost_usd for e in study.experiments())
+    assert spent >= 2.0 and len(study.experiments()) < 100
+    assert all(e.cost_usd == pytest.approx(e.wall_s) for e in study.experiments())
+
+
+def _driver(repo: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "ratchet.cli", "run", "--plain", *args],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def _wait_for_lines(proc: subprocess.Popen[str], count: int, timeout: float = 60) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len([ln for ln in lines if ln.startswith("#")]) < count:
+        assert time.monotonic() < deadline, f"driver too slow: {lines}"
+        line = proc.stdout.readline()
+        assert line, f"driver ended early: {lines}"
+        lines.append(line)
+    return lines
+
+
+def test_sigkill_mid_evaluation_then_resume_loses_nothing(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic", replace={"objective.py": (
+        SLOW_OBJECTIVE[0], "SEED = -1\nimport os, time\n"
+        "open(f'/tmp/ratchet-test-{os.getpid()}.pid', 'w').close()\ntime.sleep(1.5)")})
+    driver = _driver(repo, "--study", "k", "--proposer", "random", "--seed", "1",
+                     "--max-experiments", "6")
+    _wait_for_lines(driver, 2)
+    time.sleep(0.5)  # the third experiment is now in its evaluation
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    study = open_study(repo, "k")
+    before = {e.number: e for e in study.experiments()}
+    finished_before = {n: e for n, e in before.items() if e.finished}
+    assert len(finished_before) >= 2
+    interrupted = [e for e in before.values() if e.status == "running"]
+    assert len(interrupted) == 1 and interrupted[0].pgid
+
+    resumed = _driver(repo, "--study", "k", "--max-experiments", "6")
+    out, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, out
+    assert f"experiment {interrupted[0].number} was interrupted" in out
+    after = open_study(repo, "k").experiments()
+    assert [e.number for e in after] == list(range(6))
+    assert all(e.finished for e in after)
+    for number, e in finished_before.items():
+        assert after[number].values == e.values and after[number].status == e.status
+    rerun = after[interrupted[0].number]
+    assert rerun.commit == interrupted[0].commit and rerun.pgid is None
+    # the evaluation the killed driver left behind was killed on resume, not left to run on
+    assert subprocess.run(["pgrep", "-g", str(interrupted[0].pgid)],
+                          capture_output=True).returncode == 1
+
+
+def test_ctrl_c_finishes_the_running_evaluation_and_records_it(
+        make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic", replace={"objective.py": SLOW_OBJECTIVE})
+    driver = _driver(repo, "--study", "c", "--proposer", "random", "--max-experiments", "50")
+    _wait_for_lines(driver, 2)
+    driver.send_signal(signal.SIGINT)
+    out, _ = driver.communicate(timeout=60)
+    assert driver.returncode == 0, out
+    assert "stopped: stopped by the user" in out
+    experiments = open_study(repo, "c").experiments()
+    assert 2 <= len(experiments) < 50
+    assert all(e.finished for e in experiments)
