@@ -4,8 +4,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from conftest import git
+
 from ratchet.study import open_study
 
 BAD_PATCH_OUTSIDE = """\

@@ -2,9 +2,8 @@
 
 import pickle
 
-from sklearn.neural_network import MLPClassifier
-
 from prepare import load_split
+from sklearn.neural_network import MLPClassifier
 
 HIDDEN = 16
 LAYERS = 1

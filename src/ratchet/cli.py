@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("patch", nargs="?", help="patch file, or - for standard input "
                    "(default: the working tree's uncommitted edits)")
     p.add_argument("-m", "--message", default=None, help="description to record")
+    p.add_argument("--onto", choices=("best", "base"), default="best",
+                   help="apply the change to the best code so far (default) or to the base")
     p.add_argument("--plain", action="store_true")
     p.set_defaults(handler=cmd_try)
 
@@ -263,7 +265,8 @@ def cmd_try(args: argparse.Namespace) -> int:
     if not patch.strip():
         raise UsageError(f"nothing to try: {source} hold no change")
     description = args.message or f"user change ({source})"
-    experiment = _with_reporter(args.plain, lambda r: study.try_patch(patch, description, r))
+    experiment = _with_reporter(args.plain, lambda r: study.try_patch(
+        patch, description, r, onto_base=args.onto == "base"))
     print(f"ratchet: experiment {experiment.number}: {experiment.status} "
           f"{study.config.metric.name}={fmt(experiment.value)} "
           f"delta={fmt(experiment.delta, signed=True)}"

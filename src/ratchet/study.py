@@ -142,12 +142,15 @@ class Study:
             return Engine(self, proposer, budget, parallel, gpus, reporter).run()
 
     def try_patch(self, patch: str, description: str = "user patch",
-                  reporter: Reporter | None = None) -> Experiment:
-        """Evaluate a user's change through exactly the path a proposal takes, and record it."""
+                  reporter: Reporter | None = None, onto_base: bool = False) -> Experiment:
+        """Evaluate a user's change through exactly the path a proposal takes, and record it.
+
+        The patch applies to the best code so far, or with `onto_base` to the study's base.
+        """
         done = self.store.experiments(self.id)
         budget = len(done) + 1 + (0 if any(e.kind == "baseline" for e in done) else 1)
         self.run(max_experiments=budget, reporter=reporter,
-                 proposer=PatchProposer(patch, description))
+                 proposer=PatchProposer(patch, description, onto_base))
         return self.experiments()[-1]
 
     # what the engine calls
@@ -158,9 +161,9 @@ class Study:
                                            self._knob_files(proposal.params),
                                            proposal.description, number)
         if proposal.patch is not None:
-            assert best.commit is not None
-            return self.builder.from_patch(best.commit, proposal.patch, proposal.description,
-                                           number)
+            parent = self.record.base_commit if proposal.onto_base else best.commit
+            assert parent is not None
+            return self.builder.from_patch(parent, proposal.patch, proposal.description, number)
         raise PatchRejected("the proposal holds neither knob values nor a patch")
 
     def evaluate_in_slot(self, experiment: Experiment, slot: Slot) -> RunResult:

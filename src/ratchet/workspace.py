@@ -84,7 +84,7 @@ class CandidateBuilder:
             try:
                 self.repo.git("apply", "--cached", "--whitespace=nowarn", patch_file, env=env)
             except GitError as exc:
-                raise PatchRejected(f"the patch does not apply to the parent: {exc}") from None
+                raise PatchRejected(f"the patch does not apply to {parent[:10]}: {exc}") from None
             finally:
                 os.unlink(patch_file)
             tree = self.repo.git("write-tree", env=env).strip()

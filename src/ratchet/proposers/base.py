@@ -19,6 +19,7 @@ class Proposal:
     patch: str | None = None
     trial_number: int | None = None
     kind: str = "proposal"
+    onto_base: bool = False  # a patch made against the base commit rather than the best
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,13 @@ class PatchProposer(Proposer):
 
     name = "patch"
 
-    def __init__(self, patch: str, description: str) -> None:
-        self.patch, self.description = patch, description
+    def __init__(self, patch: str, description: str, onto_base: bool = False) -> None:
+        self.patch, self.description, self.onto_base = patch, description, onto_base
         self.used = False
 
     def propose(self, context: ProposalContext) -> Proposal | None:
         if self.used:
             return None
         self.used = True
-        return Proposal(description=self.description, patch=self.patch, kind="try")
+        return Proposal(description=self.description, patch=self.patch, kind="try",
+                        onto_base=self.onto_base)
