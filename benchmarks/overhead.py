@@ -1,0 +1,106 @@
+"""ratchet's overhead per experiment, and whether it grows with history.
+
+200 experiments with the random proposer on a one-file task whose command exits at once; in
+the same run, that command 200 times in a plain loop, and 200 Optuna ask/tell trials on a
+SQLite store. Goals: median overhead <= 100 ms; overhead at experiments 181-200 over 1-20 <= 1.2.
+
+    python benchmarks/overhead.py [--n 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _util import git_repo  # noqa: E402
+
+from ratchet.study import open_study  # noqa: E402
+
+TASK = """\
+[task]
+editable = ["task.py"]
+command = "true"
+timeout = "30s"
+
+[metric]
+name = "score"
+pattern = '(?P<value>0)'
+
+[decision]
+rule = "greedy"
+
+[space]
+A = { float = [0.0, 1.0] }
+"""
+
+
+class Timestamps:
+    """A reporter that notes when each experiment finished."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def update(self, progress: object) -> None:
+        pass
+
+    def finished_experiment(self, experiment: object, progress: object) -> None:
+        self.times.append(time.perf_counter())
+
+    def message(self, text: str) -> None:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=200)
+    n = parser.parse_args().n
+    repo = git_repo({"ratchet.toml": TASK.replace('"true"', '"echo 0"'), "task.py": "A = 0.5\n"})
+
+    plain = []
+    for _ in range(n):
+        start = time.perf_counter()
+        subprocess.run(["/bin/sh", "-c", "echo 0"], cwd=repo, capture_output=True)
+        plain.append(time.perf_counter() - start)
+
+    reporter = Timestamps()
+    study = open_study(repo, "overhead", proposer="random", seed=0)
+    start = time.perf_counter()
+    study.run(max_experiments=n, reporter=reporter)
+    marks = [start, *reporter.times]
+    per_experiment = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+
+    storage = f"sqlite:///{tempfile.mkdtemp()}/optuna.db"
+    optuna_study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(0))
+    optuna_times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        trial = optuna_study.ask({"A": optuna.distributions.FloatDistribution(0.0, 1.0)})
+        optuna_study.tell(trial, 0.0)
+        optuna_times.append(time.perf_counter() - t0)
+
+    plain_median = statistics.median(plain)
+    overhead = [t - plain_median for t in per_experiment[1:]]  # experiment 0 is the baseline
+    first, last = statistics.median(overhead[:20]), statistics.median(overhead[-20:])
+    print(f"experiments: {n} (random proposer, command `echo 0`, SQLite store)")
+    print(f"plain loop, median per command:     {plain_median * 1000:8.1f} ms")
+    print(f"ratchet, median per experiment:     {statistics.median(per_experiment) * 1000:8.1f} ms")
+    print(f"ratchet overhead, median:           {statistics.median(overhead) * 1000:8.1f} ms"
+          "   (goal <= 100 ms)")
+    print(f"overhead, experiments 1-20 median:  {first * 1000:8.1f} ms")
+    print(f"overhead, experiments {n - 19}-{n} median: {last * 1000:8.1f} ms")
+    print(f"growth ratio last/first:            {last / first:8.2f}     (goal <= 1.2)")
+    optuna_median = statistics.median(optuna_times)
+    print(f"optuna ask+tell on SQLite, median:  {optuna_median * 1000:8.1f} ms")
+    print(f"ratchet overhead / optuna per trial:{statistics.median(overhead) / optuna_median:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
