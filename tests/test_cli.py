@@ -153,6 +153,7 @@ def test_demo_runs_offline_and_says_where_to_look(tmp_path: Path) -> None:
                              "quadratic", "--dir", str(target), "--max-experiments", "8",
                              "--plain"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "where to look:" in result.stdout and f"cd {target} && ratchet log" in result.stdout
+    assert "where to look:" in result.stdout
+    assert f"cd {target} && " in result.stdout and "ratchet log" in result.stdout
     assert (target / ".ratchet" / "ratchet.db").is_file()
     assert "ratchet/demo-tpe" in git(target, "branch", "--list")

@@ -321,9 +321,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                                               reporter=r))
     _print_summary(study, progress)
     print("\nwhere to look:")
-    for command in ("ratchet log", "ratchet show 0", "ratchet best", "ratchet export"):
-        print(f"  cd {target} && {command}")
+    for command in ("log", "show 0", "best", "export"):
+        print(f"  cd {target} && {_ratchet_executable()} {command}")
     return 0
+
+
+def _ratchet_executable() -> str:
+    """How to call ratchet again: plain `ratchet` when it is on PATH, else its full path."""
+    installed = Path(sys.executable).parent / "ratchet"
+    on_path = shutil.which("ratchet")
+    if on_path and Path(on_path).resolve() == installed.resolve():
+        return "ratchet"
+    return str(installed) if installed.exists() else "ratchet"
 
 
 if __name__ == "__main__":

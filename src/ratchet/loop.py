@@ -20,15 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ratchet.decide import RERUN, decide, noise_sigma
-from ratchet.errors import PatchRejected, RatchetError
+from ratchet.errors import RatchetError
 from ratchet.evaluate import ProcessRunner, RunResult
-from ratchet.proposers.base import Proposal, ProposalContext, Proposer
+from ratchet.proposers.base import ProposalContext, Proposer
 from ratchet.records import (
     DISCARD,
     KEEP,
     PENDING,
     RUNNING,
-    VOID,
     Experiment,
 )
 
@@ -222,24 +221,15 @@ class Engine:
             return None
         self._take_number()
         self.progress.experiments += 1
-        experiment = self._experiment_for(number, proposal)
-        try:
-            candidate = self.study.build_candidate(number, proposal, best)
-        except PatchRejected as exc:
-            experiment.status, experiment.reason = VOID, f"rejected before running: {exc}"
-            experiment = self.store.add_experiment(experiment)
-            self._close(experiment)
-            return None
-        experiment.parent_commit, experiment.commit = candidate.parent, candidate.commit
-        experiment.diff = candidate.diff
-        return self.store.add_experiment(experiment)
-
-    def _experiment_for(self, number: int, proposal: Proposal) -> Experiment:
-        return Experiment(
+        # The candidate commit is built in the evaluation slot, so slots fill without waiting
+        # on git; until then `diff` holds the proposed patch and `parent_commit` its parent.
+        parent = self.study.record.base_commit if proposal.params is not None \
+            or proposal.onto_base else best.commit
+        return self.store.add_experiment(Experiment(
             study_id=self.study.id, number=number, kind=proposal.kind,
-            description=proposal.description, params=proposal.params,
-            trial_number=proposal.trial_number,
-            log_path=str(self.study.log_path(number)))
+            description=proposal.description, params=proposal.params, diff=proposal.patch or "",
+            parent_commit=parent, trial_number=proposal.trial_number,
+            log_path=str(self.study.log_path(number))))
 
     def _take_number(self) -> int:
         number = self.next_number

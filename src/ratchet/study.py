@@ -22,7 +22,7 @@ from ratchet.gitrepo import GitRepo
 from ratchet.globs import matches_any
 from ratchet.knobs import Knob, find_knobs, rewrite_knobs
 from ratchet.loop import Budget, Engine, Progress, Reporter, Slot
-from ratchet.proposers import PatchProposer, Proposal, Proposer, create_proposer
+from ratchet.proposers import PatchProposer, Proposer, create_proposer
 from ratchet.proposers import check_proposer_name as _check_proposer_name
 from ratchet.records import KEEP, Experiment, StudyRecord
 from ratchet.store import STATE_DIR, Store, default_url
@@ -155,19 +155,24 @@ class Study:
 
     # what the engine calls
 
-    def build_candidate(self, number: int, proposal: Proposal, best: Experiment) -> Candidate:
-        if proposal.params is not None:
-            return self.builder.from_files(self.record.base_commit,
-                                           self._knob_files(proposal.params),
-                                           proposal.description, number)
-        if proposal.patch is not None:
-            parent = self.record.base_commit if proposal.onto_base else best.commit
-            assert parent is not None
-            return self.builder.from_patch(parent, proposal.patch, proposal.description, number)
-        raise PatchRejected("the proposal holds neither knob values nor a patch")
+    def build_candidate(self, experiment: Experiment) -> Candidate:
+        """The commit for a proposed experiment: knob values on the base, or its patch."""
+        parent = experiment.parent_commit or self.record.base_commit
+        if experiment.params is not None:
+            return self.builder.from_files(parent, self._knob_files(experiment.params),
+                                           experiment.description, experiment.number)
+        return self.builder.from_patch(parent, experiment.diff, experiment.description,
+                                       experiment.number)
 
     def evaluate_in_slot(self, experiment: Experiment, slot: Slot) -> RunResult:
-        assert experiment.commit is not None and slot.runner is not None
+        assert slot.runner is not None
+        if experiment.commit is None:
+            try:
+                candidate = self.build_candidate(experiment)
+            except PatchRejected as exc:
+                return RunResult(status="void", reason=f"rejected before running: {exc}")
+            experiment.commit, experiment.diff = candidate.commit, candidate.diff
+            self.store.save_experiment(experiment)
         if not slot.worktree.exists():
             self.repo.add_worktree(slot.worktree, experiment.commit)
         self.repo.checkout_clean(slot.worktree, experiment.commit)
