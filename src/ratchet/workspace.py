@@ -101,7 +101,7 @@ class CandidateBuilder:
         return self._commit(parent, tree, message, number)
 
     def _commit(self, parent: str, tree: str, message: str, number: int) -> Candidate:
-        problems = change_problems(self.repo.changes(self.repo.tree_of(parent), tree),
+        problems = change_problems(self.repo.changes(parent, tree),
                                    self.editable, self.protected)
         if problems:
             raise PatchRejected("; ".join(problems))

@@ -82,8 +82,7 @@ class ClassicalProposer(Proposer):
         self.study.sampler = make_sampler(sampler, None if seed is None else seed + offset)
 
     def propose(self, context: ProposalContext) -> Proposal | None:
-        trial = self.study.ask(self.distributions)
-        trial.set_user_attr(EXPERIMENT_ATTR, context.number)
+        trial = self.study.ask(self.distributions)  # its number is stored on the experiment
         changed = {k: v for k, v in trial.params.items() if context.base_values.get(k) != v}
         summary = ", ".join(f"{k}={_short(v)}" for k, v in changed.items()) or "baseline values"
         return Proposal(description=f"{self.name}: {summary}", params=dict(trial.params),
