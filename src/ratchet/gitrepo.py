@@ -107,6 +107,3 @@ class GitRepo:
         """Put `worktree` at exactly `commit`: tracked files reset, everything else removed."""
         self.git("checkout", "--force", "--detach", "--quiet", commit, cwd=worktree)
         self.git("clean", "-ffdxq", cwd=worktree)
-
-    def prune_worktrees(self) -> None:
-        self.git("worktree", "prune", check=False)

@@ -11,7 +11,6 @@ from typing import Any
 PENDING, RUNNING = "pending", "running"
 KEEP, DISCARD, CRASH, TIMEOUT, VOID = "keep", "discard", "crash", "timeout", "void"
 FINISHED = (KEEP, DISCARD, CRASH, TIMEOUT, VOID)
-FAILED = (CRASH, TIMEOUT, VOID)
 
 
 @dataclass
