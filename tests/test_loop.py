@@ -175,3 +175,43 @@ def test_ctrl_c_finishes_the_running_evaluation_and_records_it(
     experiments = open_study(repo, "c").experiments()
     assert 2 <= len(experiments) < 50
     assert all(e.finished for e in experiments)
+
+
+def test_proposals_run_beside_the_baseline_and_are_judged_once_it_is_known(
+        make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic", replace={"objective.py": SLOW_OBJECTIVE})
+    study = open_study(repo, "beside", proposer="random", seed=4)
+    study.run(max_experiments=8, parallel=4)
+    baseline, *proposals = study.experiments()
+    early = [e for e in proposals if e.created_at < baseline.finished_at]
+    assert early, "no proposal started while the baseline was measured"
+    for e in proposals:
+        assert e.decision["best"] <= baseline.value
+        assert e.delta == pytest.approx(e.value - e.decision["best"])
+
+
+def test_a_failing_baseline_stops_the_study_with_one_line(
+        make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic", replace={"objective.py": (
+        SLOW_OBJECTIVE[0], "SEED = -1\nimport os\n"
+        "if os.environ.get('BREAK_TASK'): raise SystemExit('broken task')")})
+    command = [sys.executable, "-m", "ratchet.cli", "run", "--plain", "--parallel", "3",
+               "--max-experiments", "10"]
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "BREAK_TASK": "1"})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        result.stderr.strip()]  # one line
+    assert "the unmodified baseline failed (crash: command phase exited with code 1)" \
+        in result.stderr
+    experiments = open_study(repo).experiments()
+    assert experiments[0].status == "crash"
+    assert all(not e.finished for e in experiments[1:])  # will run again once fixed
+
+    fixed = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "the last baseline failed: measuring it again" in fixed.stdout
+    experiments = open_study(repo).experiments()
+    baselines = [e for e in experiments if e.kind == "baseline"]
+    assert [b.status for b in baselines] == ["crash", "keep"]
+    assert all(e.finished for e in experiments) and len(experiments) == 10

@@ -110,6 +110,9 @@ class Engine:
         self.interrupts = 0
         self.exhausted = False
         self.progress = Progress(study=study.name, budget=budget)
+        # Proposals run beside the baseline; results that finish first wait here to be judged.
+        self.baseline: Experiment | None = None
+        self.awaiting_baseline: list[Experiment] = []
 
     # the main loop
 
@@ -139,7 +142,8 @@ class Engine:
         self.progress.spent_usd = sum(e.cost_usd for e in experiments)
         kept = [e for e in experiments if e.status == KEEP]
         self.progress.best = kept[-1] if kept else None
-        baseline = next((e for e in experiments if e.kind == "baseline"), None)
+        baseline = next((e for e in reversed(experiments) if e.kind == "baseline"), None)
+        self.baseline = baseline
         if baseline is not None and baseline.status == KEEP:
             self.progress.baseline = baseline.value
         unfinished = [e for e in experiments if e.status in (PENDING, RUNNING)]
@@ -149,8 +153,11 @@ class Engine:
             self.reporter.message(f"resuming: experiment {experiment.number} was interrupted, "
                                   "running it again")
             self.queue.append(experiment)
-        if baseline is None:
-            self.queue.append(self._add_baseline())
+        if baseline is None or (baseline.finished and baseline.status != KEEP):
+            if baseline is not None:
+                self.reporter.message("the last baseline failed: measuring it again")
+            self.baseline = self._add_baseline()
+            self.queue.append(self.baseline)
 
     def _fill_slots(self, pool: ThreadPoolExecutor) -> None:
         busy = {slot.index for _, slot in self.in_flight.values()}
@@ -173,16 +180,11 @@ class Engine:
             if self.stopping:
                 return None
             return self.queue.popleft()
-        if not self._baseline_done() or self._stop_reason():
-            return None
         while not self._stop_reason():
             experiment = self._propose()
             if experiment is not None:
                 return experiment
         return None
-
-    def _baseline_done(self) -> bool:
-        return self.progress.best is not None
 
     def _stop_reason(self) -> str | None:
         budget, progress = self.budget, self.progress
@@ -211,7 +213,7 @@ class Engine:
         return self.store.add_experiment(experiment)
 
     def _propose(self) -> Experiment | None:
-        best = self.progress.best
+        best = self.progress.best or self.baseline
         assert best is not None
         number = self.next_number
         proposal = self.proposer.propose(
@@ -271,6 +273,9 @@ class Engine:
             experiment.holdout = result.holdout
         if experiment.kind == "baseline":
             self._judge_baseline(experiment)
+        elif self.progress.best is None:
+            self.store.save_experiment(experiment)
+            self.awaiting_baseline.append(experiment)
         else:
             self._judge(experiment)
 
@@ -300,6 +305,9 @@ class Engine:
         self.progress.baseline = experiment.value
         self.progress.best = experiment
         self._close(experiment)
+        waiting, self.awaiting_baseline = self.awaiting_baseline, []
+        for candidate in waiting:
+            self._judge(candidate)
 
     def _judge(self, experiment: Experiment) -> None:
         best = self.progress.best
@@ -331,6 +339,9 @@ class Engine:
     def _baseline_failed(self, experiment: Experiment) -> None:
         self.stopping = True
         self.progress.stop_reason = "the baseline failed"
+        for _, slot in self.in_flight.values():  # they run again once the task is fixed
+            if slot.runner:
+                slot.runner.cancel()
         raise RatchetError(
             f"the unmodified baseline failed ({experiment.status}: {experiment.reason}); "
             f"fix the task and run again (log: {experiment.log_path})")

@@ -24,6 +24,8 @@ class Proposal:
 
 @dataclass(frozen=True)
 class ProposalContext:
+    """`best` is the best experiment so far: the baseline, possibly not yet measured."""
+
     number: int
     best: Experiment
     base_values: Mapping[str, Any]
