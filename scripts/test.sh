@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples,gp]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples,gp,tinygpt]'
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"

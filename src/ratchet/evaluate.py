@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from ratchet.config import TaskConfig, metric_regex
 from ratchet.workspace import digest_changes, protected_digest
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+# A protected evaluate phase may void a run it refuses to score (a non-causal model, say).
+VOID_LINE = re.compile(r"^ratchet-void:\s*(?P<reason>.+)$", re.MULTILINE)
 KILL_GRACE_S = 2.0
 
 
@@ -200,6 +203,11 @@ class Evaluator:
             output, outcome = self._phase(phase, command, worktree, env, deadline, log, runner)
             all_output += output
             _account(result, outcome)
+            refused = VOID_LINE.search(output) if phase == "evaluate" else None
+            if refused:
+                result.status = "void"
+                result.reason = f"the evaluator refused to score it: {refused.group('reason')}"
+                return result
             failure = self._failure(phase, outcome, worktree, expected)
             if failure:
                 result.status, result.reason = failure
