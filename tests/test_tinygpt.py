@@ -1,0 +1,100 @@
+"""examples/tinygpt: the protected data and evaluator, and the task end to end through the loop."""
+
+import importlib
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, git
+from test_integrity import edit, patch_from
+
+pytest.importorskip("torch")
+pytest.importorskip("tokenizers")
+
+from ratchet.study import open_study  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def prepare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """prepare.py imported from a private copy of the example, with its data built."""
+    root = tmp_path_factory.mktemp("tinygpt") / "tinygpt"
+    shutil.copytree(EXAMPLES / "tinygpt", root, ignore=shutil.ignore_patterns(
+        "prepared", "checkpoint.pt", "__pycache__"))
+    sys.path.insert(0, str(root))
+    module = importlib.import_module("prepare")
+    module.build(("validation",))
+    yield module
+    sys.path.remove(str(root))
+    sys.modules.pop("prepare", None)
+
+
+def test_token_bytes_count_the_true_utf8_length(prepare: object) -> None:
+    tokenizer = prepare.load_tokenizer()
+    table = prepare.token_bytes(tokenizer)
+    text = "naïve café → 数据 # comment\n"
+    ids = tokenizer.encode(text).ids
+    assert sum(len(table[i]) for i in ids) == len(text.encode("utf-8"))
+    # some token here is only part of a UTF-8 character: decoding it alone would inflate
+    assert any(not _is_utf8(table[i]) for i in ids)
+    inflated = sum(len(tokenizer.decode([i]).encode("utf-8")) for i in ids)
+    assert inflated > len(text.encode("utf-8"))
+
+
+def test_data_that_differs_from_the_pinned_hashes_is_refused(prepare: object) -> None:
+    path = prepare.OUT / "validation.bin"
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original[:-2] + bytes([original[-2] ^ 1]) + original[-1:])
+        with pytest.raises(prepare.DataMismatch, match="pinned sha256"):
+            prepare.load_tokens("validation")
+    finally:
+        path.write_bytes(original)
+    assert len(prepare.load_tokens("validation")) > 32768
+
+
+def test_splits_are_fixed_by_document_name(prepare: object) -> None:
+    names = [f"mod{i}.py" for i in range(200)]
+    splits = [prepare.split_of(n) for n in names]
+    assert splits == [prepare.split_of(n) for n in names]
+    assert {"train", "validation", "holdout"} == set(splits)
+    assert splits.count("train") > 150
+
+
+NON_CAUSAL = ("    mask = i[None, :] <= i[:, None]\n", "    mask = i[None, :] >= 0 * i[:, None]\n")
+FAKE_METRIC = ('    print(f"steps: {steps}")', '    print("val_bpb: 0.001")\n    print(f"steps: {steps}")')
+
+
+def test_tinygpt_end_to_end_through_the_loop(make_repo: Callable[..., Path],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIME_BUDGET", "2")
+    repo = make_repo("tinygpt", replace={"ratchet.toml": ('rule = "noise-aware"',
+                                                          'rule = "greedy"')})
+    assert "prepared" not in git(repo, "ls-files")
+    study = open_study(repo, "e2e", proposer="random", seed=0)
+
+    fake = study.try_patch(patch_from(repo, edit("train.py", *FAKE_METRIC)), "fake metric")
+    baseline = study.experiments()[0]
+    assert baseline.status == "keep" and 1.0 < baseline.value < 8.0
+    assert baseline.holdout is not None and baseline.secondary["steps"] >= 1
+    assert fake.status in ("keep", "discard") and fake.value > 1.0  # the fake line is ignored
+    assert "val_bpb: 0.001" in Path(fake.log_path).read_text()
+
+    causal = study.try_patch(patch_from(repo, edit("train.py", *NON_CAUSAL)), "peek ahead",
+                             onto_base=True)
+    assert causal.status == "void"
+    assert "model is not causal" in causal.reason
+
+    for path in ("data/manifest.json", "prepare.py", "evaluate.py"):
+        tamper = patch_from(repo, edit(path, "a", "b"))
+        refused = study.try_patch(tamper, f"edit {path}", onto_base=True)
+        assert refused.status == "void" and f"{path}: protected file" in refused.reason
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
