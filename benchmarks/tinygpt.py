@@ -57,9 +57,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ratchet-tinygpt-")) / "tinygpt"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("prepared", "checkpoint.pt"))
     subprocess.run([sys.executable, "prepare.py"], cwd=root, check=True, capture_output=True)
-    print(f"tinygpt baseline, TIME_BUDGET={budget:g}s, {args.runs} seeds, "
-          f"device {'cuda: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}"
-          f", torch threads {torch.get_num_threads()}")
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"tinygpt baseline, TIME_BUDGET={budget:g}s, {args.runs} seeds, device {device}, "
+          f"torch threads {torch.get_num_threads()}")
     results = []
     for seed in range(args.runs):
         r = run(root, seed, budget)

@@ -63,7 +63,8 @@ def test_splits_are_fixed_by_document_name(prepare: object) -> None:
 
 
 NON_CAUSAL = ("    mask = i[None, :] <= i[:, None]\n", "    mask = i[None, :] >= 0 * i[:, None]\n")
-FAKE_METRIC = ('    print(f"steps: {steps}")', '    print("val_bpb: 0.001")\n    print(f"steps: {steps}")')
+FAKE_METRIC = ('    print(f"steps: {steps}")',
+               '    print("val_bpb: 0.001")\n    print(f"steps: {steps}")')
 
 
 def test_tinygpt_end_to_end_through_the_loop(make_repo: Callable[..., Path],
