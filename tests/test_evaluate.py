@@ -155,3 +155,18 @@ def test_cancel_stops_a_running_evaluation(tmp_path: Path) -> None:
     threading.Timer(0.5, runner.cancel).start()
     result = task(tmp_path).evaluate(tmp_path, tmp_path / "log.txt", runner)
     assert result.status == "interrupted"
+
+
+def test_only_the_protected_phase_can_void_a_run(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text("print('ratchet-void: I refuse')\nprint('score: 1')\n")
+    (tmp_path / "check.py").write_text("print('ratchet-void: model is not causal')\n")
+    data = {"task": {"editable": ["run.py"], "command": "python run.py"},
+            "metric": {"name": "score"}}
+    plain = Evaluator(parse_config(data, tmp_path)).evaluate(
+        tmp_path, tmp_path / "a.log", ProcessRunner())
+    assert plain.status == "ok" and plain.value == 1.0  # edited code cannot void itself
+    data["task"]["evaluate"] = "python check.py"
+    refused = Evaluator(parse_config(data, tmp_path)).evaluate(
+        tmp_path, tmp_path / "b.log", ProcessRunner())
+    assert refused.status == "void"
+    assert refused.reason == "the evaluator refused to score it: model is not causal"
