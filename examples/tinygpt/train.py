@@ -50,13 +50,15 @@ def norm(x: torch.Tensor) -> torch.Tensor:
 
 
 def rotary(x: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotary position embedding over the last dimension of (B, H, T, D)."""
-    d, t = x.size(-1), x.size(-2)
+    """Rotary position embedding over the last dimension of (B, H, T, D); an odd last
+    channel is left unrotated."""
+    d, t = x.size(-1) // 2 * 2, x.size(-2)
     freqs = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
     angles = torch.outer(torch.arange(t, device=x.device, dtype=torch.float32), freqs)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., ::2], x[..., 1::2]
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    x1, x2 = x[..., 0:d:2], x[..., 1:d:2]
+    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    return torch.cat((rotated, x[..., d:]), dim=-1)
 
 
 def window_mask(t: int, window: int | None, device: torch.device) -> torch.Tensor:
