@@ -86,6 +86,7 @@ def test_a_metric_printed_by_edited_code_is_ignored(repo: Path) -> None:
     study = open_study(repo, "t", proposer="random", seed=0)
     experiment = study.try_patch(patch, "forge the metric")
     assert experiment.status == "discard"  # same point as the baseline: no gain
+    assert experiment.scope == "outside"  # a new line of code, not a knob value
     assert experiment.value == pytest.approx(3.84)
     assert "loss: -1000.0" in Path(experiment.log_path).read_text()
 

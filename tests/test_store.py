@@ -37,7 +37,7 @@ def test_records_round_trip_and_survive_reopening(storage_url: str) -> None:
                                           base_commit="abc", proposer="tpe"))
     with reopened.engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM ratchet_alembic_version"))
-        assert version.scalar() == "0001"
+        assert version.scalar() == "0002"
 
 
 def test_experiment_numbers_are_unique_per_study(storage_url: str) -> None:
@@ -70,3 +70,30 @@ def test_bad_storage_urls_are_usage_errors(url: str, problem: str) -> None:
     with pytest.raises(UsageError, match=problem) as info:
         Store(url)
     assert "\n" not in str(info.value)
+
+
+def test_a_store_at_an_older_schema_is_migrated_with_its_data(storage_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from ratchet.store import normalize_url
+
+    engine = sa.create_engine(normalize_url(storage_url))
+    config = Config()
+    config.set_main_option("script_location", str(Path(__import__("ratchet").__file__).parent
+                                                  / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(sa.text(
+            "INSERT INTO ratchet_studies (name, task, repo_root, base_commit, proposer, rule, "
+            "settings, created_at) VALUES ('old', 't', '/r', 'abc', 'tpe', 'greedy', '{}', "
+            "CURRENT_TIMESTAMP)"))
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("ratchet_experiments")}
+        assert "scope" not in columns
+    engine.dispose()
+    store = Store(storage_url)
+    assert store.get_study("old").rule == "greedy"
+    study = store.get_study("old")
+    store.add_experiment(Experiment(study_id=study.id, number=0, kind="baseline", scope="in"))
+    assert store.experiments(study.id)[0].scope == "in"

@@ -13,7 +13,8 @@ from typing import Any
 from ratchet.records import CRASH, DISCARD, KEEP, Experiment
 
 FORMATS = ("tsv", "csv", "jsonl")
-CSV_FIELDS = ["number", "kind", "status", "value", "delta", "holdout", "values", "commit",
+CSV_FIELDS = ["number", "kind", "status", "scope", "value", "delta", "holdout", "values",
+              "commit",
               "parent_commit", "wall_s", "cpu_s", "peak_mem_mb", "cost_usd", "trial_number",
               "params", "description", "reason"]
 

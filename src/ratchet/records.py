@@ -51,6 +51,7 @@ class Experiment:
     peak_mem_mb: float = 0.0
     cost_usd: float = 0.0
     trial_number: int | None = None
+    scope: str | None = None  # "in" or "outside" the classical space (ratchet.scope)
     slot: int | None = None
     pgid: int | None = None
     log_path: str | None = None

@@ -72,6 +72,7 @@ class _ExperimentRow(_Base):
     peak_mem_mb: Mapped[float]
     cost_usd: Mapped[float]
     trial_number: Mapped[int | None]
+    scope: Mapped[str | None] = mapped_column(sa.String(10))
     slot: Mapped[int | None]
     pgid: Mapped[int | None]
     log_path: Mapped[str | None] = mapped_column(sa.Text)

@@ -25,6 +25,7 @@ from ratchet.loop import Budget, Engine, Progress, Reporter, Slot
 from ratchet.proposers import PatchProposer, Proposer, create_proposer
 from ratchet.proposers import check_proposer_name as _check_proposer_name
 from ratchet.records import KEEP, Experiment, StudyRecord
+from ratchet.scope import classify
 from ratchet.store import STATE_DIR, Store, default_url
 from ratchet.workspace import Candidate, CandidateBuilder, study_branch
 
@@ -172,6 +173,7 @@ class Study:
             except PatchRejected as exc:
                 return RunResult(status="void", reason=f"rejected before running: {exc}")
             experiment.commit, experiment.diff = candidate.commit, candidate.diff
+            experiment.scope = self.scope_of(candidate.parent, candidate.commit)
             self.store.save_experiment(experiment)
         if not slot.worktree.exists():
             self.repo.add_worktree(slot.worktree, experiment.commit)
@@ -183,6 +185,17 @@ class Study:
         if slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu
         return self.evaluator.evaluate(slot.worktree, log, slot.runner, env)
+
+    def scope_of(self, parent: str, commit: str) -> str:
+        """IN when only values of `[space]` knobs changed, else OUTSIDE (parsed-code check)."""
+        old: dict[str, str | None] = {}
+        new: dict[str, str | None] = {}
+        for change in self.repo.changes(parent, commit):
+            old[change.path] = None if change.status == "A" else \
+                self.repo.read_file(parent, change.path)
+            new[change.path] = None if change.status == "D" else \
+                self.repo.read_file(commit, change.path)
+        return classify(old, new, [p.name for p in self.config.space])
 
     def advance_branch(self, kept: Experiment, previous_best: Experiment) -> None:
         branch = f"refs/heads/{study_branch(self.name)}"

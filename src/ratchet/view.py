@@ -31,15 +31,15 @@ def experiment_cells(e: Experiment) -> list[str]:
         description = f"{description} [{e.reason}]"
     runs = f" ({len(e.values)} runs)" if len(e.values) > 1 else ""
     return [str(e.number), e.status, fmt(e.value) + runs, fmt(e.delta, signed=True),
-            format_duration(e.wall_s), description]
+            format_duration(e.wall_s), (e.scope or "-").upper(), description]
 
 
-LOG_HEADERS = ["#", "status", "metric", "delta", "time", "description"]
+LOG_HEADERS = ["#", "status", "metric", "delta", "time", "space", "description"]
 
 
 def plain_line(e: Experiment, progress: Progress | None = None) -> str:
-    number, status, value, delta, duration, description = experiment_cells(e)
-    line = f"#{number:>4} {status:<8} {value:>14} {delta:>12} {duration:>8}"
+    number, status, value, delta, duration, scope, description = experiment_cells(e)
+    line = f"#{number:>4} {status:<8} {value:>14} {delta:>12} {duration:>8} {scope:<7}"
     if progress is not None and progress.best is not None:
         line += f"  best={fmt(progress.best.value)} ${progress.spent_usd:.4f}"
     return f"{line}  {description}"
