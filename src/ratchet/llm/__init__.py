@@ -1,0 +1,1 @@
+"""LLM clients, prices and token accounting, for the agent proposers."""
