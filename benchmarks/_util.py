@@ -18,9 +18,35 @@ def git_repo(files: dict[str, str]) -> Path:
     return root
 
 
-def example_repo(name: str) -> Path:
+ONE_FILE_TASK = """\
+[task]
+editable = ["task.py"]
+command = "{command}"
+timeout = "60s"
+
+[metric]
+name = "score"
+
+[decision]
+rule = "greedy"
+
+[space]
+A = {{ float = [0.0, 1.0] }}
+"""
+
+
+def one_file_task(command: str) -> Path:
+    """A repository whose one knob A is searched and whose command must print `score: x`."""
+    return git_repo({"ratchet.toml": ONE_FILE_TASK.format(command=command),
+                     "task.py": "A = 0.5\n"})
+
+
+def example_repo(name: str, replace: dict[str, tuple[str, str]] | None = None) -> Path:
+    """A bundled example as a fresh repository, with `replace` edits made before its commit."""
     root = Path(tempfile.mkdtemp(prefix=f"ratchet-bench-{name}-")) / name
     shutil.copytree(EXAMPLES / name, root)
+    for path, (old, new) in (replace or {}).items():
+        (root / path).write_text((root / path).read_text().replace(old, new))
     _commit(root)
     return root
 

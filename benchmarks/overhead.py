@@ -20,26 +20,9 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import git_repo  # noqa: E402
+from _util import one_file_task  # noqa: E402
 
 from ratchet.study import open_study  # noqa: E402
-
-TASK = """\
-[task]
-editable = ["task.py"]
-command = "true"
-timeout = "30s"
-
-[metric]
-name = "score"
-pattern = '(?P<value>0)'
-
-[decision]
-rule = "greedy"
-
-[space]
-A = { float = [0.0, 1.0] }
-"""
 
 
 class Timestamps:
@@ -62,12 +45,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200)
     n = parser.parse_args().n
-    repo = git_repo({"ratchet.toml": TASK.replace('"true"', '"echo 0"'), "task.py": "A = 0.5\n"})
+    command = "echo score: 0"
+    repo = one_file_task(command)
 
     plain = []
     for _ in range(n):
         start = time.perf_counter()
-        subprocess.run(["/bin/sh", "-c", "echo 0"], cwd=repo, capture_output=True)
+        subprocess.run(["/bin/sh", "-c", command], cwd=repo, capture_output=True)
         plain.append(time.perf_counter() - start)
 
     reporter = Timestamps()
@@ -89,7 +73,7 @@ def main() -> None:
     plain_median = statistics.median(plain)
     overhead = [t - plain_median for t in per_experiment[1:]]  # experiment 0 is the baseline
     first, last = statistics.median(overhead[:20]), statistics.median(overhead[-20:])
-    print(f"experiments: {n} (random proposer, command `echo 0`, SQLite store)")
+    print(f"experiments: {n} (random proposer, command `echo score: 0`, SQLite store)")
     print(f"plain loop, median per command:     {plain_median * 1000:8.1f} ms")
     print(f"ratchet, median per experiment:     {statistics.median(per_experiment) * 1000:8.1f} ms")
     print(f"ratchet overhead, median:           {statistics.median(overhead) * 1000:8.1f} ms"

@@ -13,29 +13,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import git_repo  # noqa: E402
+from _util import one_file_task  # noqa: E402
 
 from ratchet.study import open_study  # noqa: E402
 
-TASK = """\
-[task]
-editable = ["task.py"]
-command = "sleep {sleep} && echo 'score: 1'"
-timeout = "60s"
-
-[metric]
-name = "score"
-
-[decision]
-rule = "greedy"
-
-[space]
-A = {{ float = [0.0, 1.0] }}
-"""
-
 
 def throughput(parallel: int, n: int, sleep: float) -> float:
-    repo = git_repo({"ratchet.toml": TASK.format(sleep=sleep), "task.py": "A = 0.5\n"})
+    repo = one_file_task(f"sleep {sleep} && echo score: 1")
     study = open_study(repo, f"p{parallel}", proposer="random", seed=0)
     start = time.perf_counter()
     study.run(max_experiments=n, parallel=parallel)

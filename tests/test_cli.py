@@ -126,21 +126,17 @@ def test_usage_errors_are_one_line_with_exit_code_2(
     if setup == "no_git":
         where = tmp_path / "plain"
         where.mkdir()
-    with pytest.raises(SystemExit) if problem.startswith("must") else _nothing():
-        code = main([*args, "--repo", str(where)] if args[0] != "try" else
-                    ["try", args[1], "--repo", str(where)])
-        assert code == 2
+    try:
+        code = main([*args, "--repo", str(where)])
+    except SystemExit as exc:  # argparse's own errors: usage line, then the error line
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err.strip()
-    assert problem in err
-    assert len(err.splitlines()) == 1 or problem.startswith("must")
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return False
+    if problem.startswith("must"):  # argparse: its usage lines, then one error line
+        assert err.splitlines()[0].startswith("usage: ratchet")
+        assert problem in err.splitlines()[-1]
+    else:
+        assert len(err.splitlines()) == 1 and problem in err
 
 
 def test_argparse_errors_exit_2(repo: Path) -> None:
@@ -160,3 +156,25 @@ def test_demo_runs_offline_and_says_where_to_look(tmp_path: Path) -> None:
     assert f"cd {target} && " in result.stdout and "ratchet log" in result.stdout
     assert (target / ".ratchet" / "ratchet.db").is_file()
     assert "ratchet/demo-tpe" in git(target, "branch", "--list")
+
+
+def test_try_after_a_failed_baseline_still_records_the_change(
+        make_repo: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.errors import RatchetError
+    from ratchet.study import open_study
+
+    repo = make_repo("quadratic", replace={"objective.py": (
+        "NOISE = 0.0", "NOISE = 0.0\nimport os\n"
+        "if os.environ.get('BREAK_TASK'): raise SystemExit('broken')")})
+    study = open_study(repo, "t", proposer="random")
+    monkeypatch.setenv("BREAK_TASK", "1")
+    with pytest.raises(RatchetError, match="baseline failed"):
+        study.try_patch("unused", "first try")
+    monkeypatch.delenv("BREAK_TASK")
+    objective = (repo / "objective.py").read_text()
+    (repo / "objective.py").write_text(objective.replace("X = 0.0", "X = 1.5"))
+    experiment = study.try_patch(git(repo, "diff"), "second try")
+    git(repo, "checkout", "objective.py")
+    assert (experiment.kind, experiment.description, experiment.status) == (
+        "try", "second try", "keep")
+    assert [e.kind for e in study.experiments()] == ["baseline", "baseline", "try"]

@@ -215,3 +215,37 @@ def test_a_failing_baseline_stops_the_study_with_one_line(
     baselines = [e for e in experiments if e.kind == "baseline"]
     assert [b.status for b in baselines] == ["crash", "keep"]
     assert all(e.finished for e in experiments) and len(experiments) == 10
+
+
+def test_ctrl_c_twice_kills_the_running_evaluation_which_reruns_on_resume(
+        make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic", replace={"objective.py": (
+        SLOW_OBJECTIVE[0], "SEED = -1\nimport time\ntime.sleep(3)")})
+    driver = _driver(repo, "--study", "cc", "--proposer", "random", "--max-experiments", "4")
+    _wait_for_lines(driver, 1, timeout=90)  # the baseline, 3 runs
+    time.sleep(1.0)  # experiment 1 is now sleeping in its evaluation
+    driver.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    driver.send_signal(signal.SIGINT)
+    out, _ = driver.communicate(timeout=30)
+    assert driver.returncode == 0, out
+    assert "killing the running evaluations" in out
+    interrupted = open_study(repo, "cc").experiment(1)
+    assert interrupted.status == "pending" and interrupted.values == []
+
+    resumed = _driver(repo, "--study", "cc", "--max-experiments", "4")
+    out, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, out
+    assert "experiment 1 was interrupted" in out
+    assert [e.status in ("keep", "discard") for e in open_study(repo, "cc").experiments()] \
+        == [True] * 4
+
+
+def test_time_budget_stops_starting_experiments(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("quadratic", replace={"objective.py": SLOW_OBJECTIVE})
+    study = open_study(repo, "time", proposer="random", seed=0)
+    start = time.monotonic()
+    progress = study.run(max_time_s=3.0, max_experiments=100)
+    assert progress.stop_reason == "time budget reached"
+    assert time.monotonic() - start < 3.0 + 2.0  # at most the evaluation in flight runs on
+    assert 1 < len(study.experiments()) < 10

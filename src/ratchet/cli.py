@@ -22,6 +22,7 @@ from ratchet.initfile import discover_knobs, task_file_text
 from ratchet.knobs import space_toml
 from ratchet.loop import Progress
 from ratchet.proposers import PROPOSERS
+from ratchet.records import FAILED, KEEP
 from ratchet.study import Study, open_study
 from ratchet.units import format_duration, parse_duration
 from ratchet.view import LOG_HEADERS, LiveReporter, PlainReporter, experiment_cells, fmt
@@ -190,23 +191,19 @@ def _print_summary(study: Study, progress: Progress) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    if args.study:
-        studies = [_open(args)]
-    else:
-        first = _open(args)
-        studies = [Study(first.store, r, first.config, first.repo)
-                   for r in first.store.studies(str(first.repo.root))]
+    study = _open(args)
+    records = [study.record] if args.study else study.store.studies(str(study.repo.root))
     table = Table("study", "proposer", "experiments", "kept", "failed", "baseline", "best",
                   "$ spent", "base")
-    for study in studies:
-        exps = study.experiments()
-        baseline = next((e.value for e in exps if e.kind == "baseline"), None)
-        best = study.best()
-        table.add_row(study.name, study.record.proposer, str(len(exps)),
-                      str(sum(e.status == "keep" for e in exps)),
-                      str(sum(e.status in ("crash", "timeout", "void") for e in exps)),
-                      fmt(baseline), fmt(best.value if best else None),
-                      f"{sum(e.cost_usd for e in exps):.4f}", study.record.base_commit[:10])
+    for record in records:
+        assert record.id is not None
+        exps = study.store.experiments(record.id)
+        kept = [e for e in exps if e.status == KEEP]
+        baseline = next((e.value for e in kept if e.kind == "baseline"), None)
+        table.add_row(record.name, record.proposer, str(len(exps)), str(len(kept)),
+                      str(sum(e.status in FAILED for e in exps)), fmt(baseline),
+                      fmt(kept[-1].value if kept else None),
+                      f"{sum(e.cost_usd for e in exps):.4f}", record.base_commit[:10])
     Console().print(table)
     return 0
 

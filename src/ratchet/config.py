@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ratchet.errors import ConfigError
+from ratchet.globs import matches_any
 from ratchet.units import parse_duration, parse_memory
 
 TASK_FILE = "ratchet.toml"
@@ -217,8 +218,6 @@ def _parse_param(reader: _Reader, name: str, spec: Any) -> Param:
 
 def _check_evaluate_is_protected(reader: _Reader, config: TaskConfig) -> None:
     """The protected phase must not run an editable file, or edited code could forge the metric."""
-    from ratchet.globs import matches_any
-
     for command, key in ((config.evaluate, "evaluate"), (config.holdout_command, "command")):
         if not command:
             continue

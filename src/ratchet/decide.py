@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ratchet.config import DecisionConfig
+from ratchet.records import DISCARD, KEEP
 
-KEEP, DISCARD, RERUN = "keep", "discard", "rerun"
+RERUN = "rerun"  # not a status: the decision to measure a candidate once more
 
 
 @dataclass(frozen=True)

@@ -180,15 +180,19 @@ class Evaluator:
 
     def __init__(self, config: TaskConfig, base_env: Mapping[str, str] | None = None) -> None:
         self.config = config
-        env = scrub_env(os.environ if base_env is None else base_env, config.env_allow)
+        self.base_env = base_env  # None: the process environment at the time of each run
+
+    def environment(self) -> dict[str, str]:
+        env = scrub_env(os.environ if self.base_env is None else self.base_env,
+                        self.config.env_allow)
         # `python` in a task's command means the interpreter ratchet itself runs under.
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-        self.env = env
+        return env
 
     def evaluate(self, worktree: Path, log: Path, runner: ProcessRunner,
                  extra_env: Mapping[str, str] | None = None) -> RunResult:
         cfg = self.config
-        env = {**self.env, **(extra_env or {})}
+        env = {**self.environment(), **(extra_env or {})}
         deadline = time.monotonic() + cfg.timeout_s
         expected = protected_digest(worktree, cfg.protected)
         result = RunResult(status="ok")

@@ -170,8 +170,6 @@ class Engine:
             experiment.status, experiment.slot = RUNNING, slot.index
             self.store.save_experiment(experiment)
             slot.runner = ProcessRunner(on_start=self._pgid_recorder(experiment))
-            if self.stopping and self.interrupts > 1:
-                slot.runner.cancel()
             future = pool.submit(self.study.evaluate_in_slot, experiment, slot)
             self.in_flight[future] = (experiment, slot)
 

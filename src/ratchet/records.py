@@ -11,6 +11,7 @@ from typing import Any
 PENDING, RUNNING = "pending", "running"
 KEEP, DISCARD, CRASH, TIMEOUT, VOID = "keep", "discard", "crash", "timeout", "void"
 FINISHED = (KEEP, DISCARD, CRASH, TIMEOUT, VOID)
+FAILED = (CRASH, TIMEOUT, VOID)
 
 
 @dataclass

@@ -101,6 +101,7 @@ class Study:
         self.state_dir = repo.root / STATE_DIR
         self.evaluator = Evaluator(config)
         self.builder = CandidateBuilder(repo, record.name, config.editable, config.protected)
+        self.base_sources = self._base_sources()
         self.knobs = self._base_knobs()
         self.base_values = {k.name: k.value for k in self.knobs.values()}
         self._ensure_branch()
@@ -148,11 +149,8 @@ class Study:
 
         The patch applies to the best code so far, or with `onto_base` to the study's base.
         """
-        done = self.store.experiments(self.id)
-        budget = len(done) + 1 + (0 if any(e.kind == "baseline" for e in done) else 1)
-        self.run(max_experiments=budget, reporter=reporter,
-                 proposer=PatchProposer(patch, description, onto_base))
-        return self.experiments()[-1]
+        self.run(reporter=reporter, proposer=PatchProposer(patch, description, onto_base))
+        return next(e for e in reversed(self.experiments()) if e.kind == "try")
 
     # what the engine calls
 
@@ -228,15 +226,17 @@ class Study:
 
     # internals
 
+    def _base_sources(self) -> dict[str, str]:
+        """The editable Python files of the base commit, read once: knobs live in them."""
+        base = self.record.base_commit
+        return {path: self.repo.read_file(base, path) for path in self.repo.list_files(base)
+                if path.endswith(".py") and matches_any(path, self.config.editable)}
+
     def _base_knobs(self) -> dict[str, Knob]:
         knobs: dict[str, Knob] = {}
-        base = self.record.base_commit
-        for path in self.repo.list_files(base):
-            if path.endswith(".py") and matches_any(path, self.config.editable):
-                for knob in find_knobs(self.repo.read_file(base, path), path):
-                    if knob.name in knobs:
-                        continue
-                    knobs[knob.name] = knob
+        for path, source in self.base_sources.items():
+            for knob in find_knobs(source, path):
+                knobs.setdefault(knob.name, knob)
         for param in self.config.space:
             if param.name not in knobs:
                 raise UsageError(f"ratchet.toml: [space].{param.name}: no module-level constant "
@@ -248,8 +248,7 @@ class Study:
         for name, value in params.items():
             knob = self.knobs[name]
             by_file.setdefault(knob.path, {})[name] = _like(knob.value, value)
-        base = self.record.base_commit
-        return {path: rewrite_knobs(self.repo.read_file(base, path), values)
+        return {path: rewrite_knobs(self.base_sources[path], values)
                 for path, values in by_file.items()}
 
     def _ensure_branch(self) -> None:

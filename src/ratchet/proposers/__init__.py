@@ -15,9 +15,8 @@ __all__ = ["PROPOSERS", "PatchProposer", "Proposal", "ProposalContext", "Propose
 
 def create_proposer(name: str, config: TaskConfig, storage_url: str, study_name: str,
                     seed: int | None) -> Proposer:
-    if name in SAMPLERS:
-        return ClassicalProposer(name, config, storage_url, study_name, seed)
-    raise UsageError(f"unknown proposer {name!r} (choose from: {', '.join(PROPOSERS)})")
+    check_proposer_name(name)
+    return ClassicalProposer(name, config, storage_url, study_name, seed)
 
 
 def check_proposer_name(name: str) -> None:
