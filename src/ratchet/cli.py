@@ -118,6 +118,12 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-time", type=_duration, help="stop after this long, e.g. 90m or 2h")
     p.add_argument("--max-usd", type=float, help="stop once this many dollars are spent")
     p.add_argument("--seed", type=int, help="sampler seed (recorded with the study)")
+    p.add_argument("--model", help="the agent's model, e.g. anthropic:claude-sonnet-4-5, "
+                   "openai:gpt-5, or a local server's model name (agent and hybrid)")
+    p.add_argument("--base-url", help="an OpenAI-compatible or Anthropic endpoint "
+                   "(default: OPENAI_BASE_URL / ANTHROPIC_BASE_URL, or [agent].base_url)")
+    p.add_argument("--fresh", action="store_true", help="the agent ignores what earlier "
+                   "studies of this task learned")
     p.add_argument("--parallel", type=_positive_int, default=1, help="evaluations at once")
     p.add_argument("--gpus", help="comma-separated GPU ids, one per slot (CUDA_VISIBLE_DEVICES)")
     p.add_argument("--plain", action="store_true", help="one line per experiment, no live view")
@@ -142,8 +148,10 @@ def _duration(text: str) -> float:
 
 def _open(args: argparse.Namespace, create: bool = False, proposer: str | None = None,
           seed: int | None = None) -> Study:
+    settings = {"model": getattr(args, "model", None), "base_url": getattr(args, "base_url", None),
+                "fresh": getattr(args, "fresh", False)}
     return open_study(args.repo, args.study, storage=args.storage, proposer=proposer,
-                      seed=seed, create=create)
+                      seed=seed, create=create, settings=settings)
 
 
 # commands

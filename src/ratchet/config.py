@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from ratchet.errors import ConfigError
 from ratchet.globs import matches_any
+from ratchet.llm.prices import Price
 from ratchet.units import parse_duration, parse_memory
 
 TASK_FILE = "ratchet.toml"
@@ -55,6 +56,24 @@ class DecisionConfig:
 
 
 @dataclass(frozen=True)
+class AgentConfig:
+    """How the LLM proposers work: model, endpoint, program, and their bounds."""
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    program: str | None = None  # the user's research program (a protected file)
+    context: tuple[str, ...] = ()  # read-only files the agent may read
+    max_tool_calls: int = 40
+    max_episode_tokens: int = 300_000
+    context_tokens: int = 16_000
+    learn_from_earlier: bool = True
+    hybrid_share: float = 0.3
+    hybrid_warmup: int = 10
+    prices: dict[str, Price] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     root: Path
     name: str
@@ -71,6 +90,7 @@ class TaskConfig:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     compute_usd_per_hour: float = 0.0
     space: tuple[Param, ...] = ()
+    agent: AgentConfig = field(default_factory=AgentConfig)
 
     @property
     def minimize(self) -> bool:
@@ -97,15 +117,18 @@ def load_config(root: Path, file_name: str = TASK_FILE) -> TaskConfig:
 
 def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -> TaskConfig:
     reader = _Reader(file_name)
-    reader.only_sections(data, {"task", "metric", "holdout", "decision", "cost", "space"})
+    reader.only_sections(data, {"task", "metric", "holdout", "decision", "cost", "space",
+                                "agent"})
     task = reader.section(data, "task", required=True)
     reader.only_keys(task, "task", {"name", "editable", "protected", "command", "evaluate",
                                      "timeout", "memory_limit", "env_allow"})
     metric = _parse_metric(reader, reader.section(data, "metric", required=True))
     editable = reader.globs(task, "task", "editable", required=True)
     protected = reader.globs(task, "task", "protected")
-    if TASK_FILE not in protected:
-        protected = (*protected, TASK_FILE)  # the task file is never a proposer's to change
+    agent = _parse_agent(reader, reader.section(data, "agent"))
+    for fixed in (TASK_FILE, agent.program):  # never a proposer's to change
+        if fixed and fixed not in protected:
+            protected = (*protected, fixed)
     evaluate = reader.string(task, "task", "evaluate")
     config = TaskConfig(
         root=root,
@@ -121,6 +144,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         decision=_parse_decision(reader, reader.section(data, "decision")),
         compute_usd_per_hour=_parse_cost(reader, reader.section(data, "cost")),
         space=_parse_space(reader, reader.section(data, "space")),
+        agent=agent,
         **_parse_holdout(reader, reader.section(data, "holdout")),
     )
     _check_evaluate_is_protected(reader, config)
@@ -179,6 +203,57 @@ def _parse_holdout(reader: _Reader, section: dict[str, Any]) -> dict[str, Any]:
         "holdout_command": reader.string(section, "holdout", "command", required=True),
         "holdout_metric": reader.string(section, "holdout", "metric"),
     }
+
+
+def _parse_agent(reader: _Reader, section: dict[str, Any]) -> AgentConfig:
+    reader.only_keys(section, "agent", {
+        "model", "base_url", "api_key_env", "program", "context", "max_tool_calls",
+        "max_episode_tokens", "context_tokens", "learn_from_earlier", "hybrid_share",
+        "hybrid_warmup", "prices"})
+    program = reader.string(section, "agent", "program")
+    if program is not None and (program.startswith("/") or ".." in Path(program).parts):
+        reader.fail("agent", "program", f"{program!r} must be relative to the repository root")
+    learn = section.get("learn_from_earlier", True)
+    if not isinstance(learn, bool):
+        reader.fail("agent", "learn_from_earlier", "must be true or false")
+    share = reader.number(section, "agent", "hybrid_share", default=0.3, low=0.0)
+    if share > 1:
+        reader.fail("agent", "hybrid_share", f"must be at most 1, got {share}")
+    return AgentConfig(
+        model=reader.string(section, "agent", "model"),
+        base_url=reader.string(section, "agent", "base_url"),
+        api_key_env=reader.string(section, "agent", "api_key_env"),
+        program=program,
+        context=reader.globs(section, "agent", "context"),
+        max_tool_calls=reader.integer(section, "agent", "max_tool_calls", default=40, low=1),
+        max_episode_tokens=reader.integer(section, "agent", "max_episode_tokens",
+                                          default=300_000, low=1000),
+        context_tokens=reader.integer(section, "agent", "context_tokens", default=16_000,
+                                      low=2000),
+        learn_from_earlier=learn,
+        hybrid_share=share,
+        hybrid_warmup=reader.integer(section, "agent", "hybrid_warmup", default=10, low=0),
+        prices=_parse_prices(reader, section.get("prices", {})),
+    )
+
+
+def _parse_prices(reader: _Reader, table: Any) -> dict[str, Price]:
+    if not isinstance(table, dict):
+        reader.fail("agent", "prices", "must be a table of models")
+    prices = {}
+    for model, spec in table.items():
+        where = f"agent.prices.{model}"
+        if not isinstance(spec, dict):
+            reader.fail("agent.prices", model, "must be a table { input = 3.0, output = 15.0 }")
+        reader.only_keys(spec, where, {"input", "output", "cached_input"})
+        for key in ("input", "output"):
+            if key not in spec:
+                reader.fail(where, key, "is required (dollars per million tokens)")
+        numbers = {k: reader.number(spec, where, k, default=0.0, low=0.0)
+                   for k in ("input", "output")}
+        cached = reader.number(spec, where, "cached_input", default=numbers["input"], low=0.0)
+        prices[model] = Price(numbers["input"], numbers["output"], cached)
+    return prices
 
 
 def _parse_space(reader: _Reader, section: dict[str, Any]) -> tuple[Param, ...]:

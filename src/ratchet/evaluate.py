@@ -185,6 +185,8 @@ class Evaluator:
     def environment(self) -> dict[str, str]:
         env = scrub_env(os.environ if self.base_env is None else self.base_env,
                         self.config.env_allow)
+        if self.config.agent.api_key_env:  # the agent's key, whatever its variable is called
+            env.pop(self.config.agent.api_key_env, None)
         # `python` in a task's command means the interpreter ratchet itself runs under.
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
         return env

@@ -109,6 +109,7 @@ class Engine:
         self.stopping = False
         self.interrupts = 0
         self.exhausted = False
+        self.failure: RatchetError | None = None  # why the proposer could not go on
         self.progress = Progress(study=study.name, budget=budget)
         # Proposals run beside the baseline; results that finish first wait here to be judged.
         self.baseline: Experiment | None = None
@@ -130,6 +131,8 @@ class Engine:
                     experiment, slot = self.in_flight.pop(future)
                     self._finish_run(experiment, slot, future)
         self.progress.running = 0
+        if self.failure is not None:
+            raise self.failure
         if self.progress.stop_reason is None:
             self.progress.stop_reason = self._stop_reason() or "nothing left to run"
         self.reporter.update(self.progress)
@@ -179,7 +182,13 @@ class Engine:
                 return None
             return self.queue.popleft()
         while not self._stop_reason():
-            experiment = self._propose()
+            try:
+                experiment = self._propose()
+            except RatchetError as exc:  # e.g. the model's service keeps failing
+                self.failure, self.stopping = exc, True
+                self.progress.stop_reason = str(exc)
+                self.reporter.message(f"stopping: {exc} (running evaluations finish first)")
+                return None
             if experiment is not None:
                 return experiment
         return None
@@ -221,15 +230,20 @@ class Engine:
             return None
         self._take_number()
         self.progress.experiments += 1
+        self.progress.spent_usd += proposal.llm_usd
         # The candidate commit is built in the evaluation slot, so slots fill without waiting
         # on git; until then `diff` holds the proposed patch and `parent_commit` its parent.
-        parent = self.study.record.base_commit if proposal.params is not None \
-            or proposal.onto_base else best.commit
+        parent = proposal.parent or (self.study.record.base_commit
+                                     if proposal.params is not None or proposal.onto_base
+                                     else best.commit)
+        usage = proposal.usage
         return self.store.add_experiment(Experiment(
             study_id=self.study.id, number=number, kind=proposal.kind,
             description=proposal.description, params=proposal.params, diff=proposal.patch or "",
             parent_commit=parent, trial_number=proposal.trial_number,
-            log_path=str(self.study.log_path(number))))
+            cost_usd=proposal.llm_usd, llm_usd=proposal.llm_usd, tokens_in=usage.input_tokens,
+            tokens_out=usage.output_tokens, tokens_cached=usage.cached_tokens,
+            rationale=proposal.rationale, log_path=str(self.study.log_path(number))))
 
     def _take_number(self) -> int:
         number = self.next_number

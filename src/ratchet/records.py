@@ -50,7 +50,12 @@ class Experiment:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     peak_mem_mb: float = 0.0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # compute + tokens
+    llm_usd: float = 0.0  # the tokens' share of cost_usd
+    tokens_in: int = 0  # all input tokens, cached ones included
+    tokens_out: int = 0
+    tokens_cached: int = 0
+    rationale: dict[str, Any] | None = None  # an agent's hypothesis, expected effect, note
     trial_number: int | None = None
     scope: str | None = None  # "in" or "outside" the classical space (ratchet.scope)
     slot: int | None = None

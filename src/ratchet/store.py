@@ -71,6 +71,11 @@ class _ExperimentRow(_Base):
     cpu_s: Mapped[float]
     peak_mem_mb: Mapped[float]
     cost_usd: Mapped[float]
+    llm_usd: Mapped[float]
+    tokens_in: Mapped[int]
+    tokens_out: Mapped[int]
+    tokens_cached: Mapped[int]
+    rationale: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     trial_number: Mapped[int | None]
     scope: Mapped[str | None] = mapped_column(sa.String(10))
     slot: Mapped[int | None]

@@ -39,11 +39,12 @@ class BestResult:
 
 def open_study(repo: str | Path = ".", name: str | None = None, *, storage: str | None = None,
                proposer: str | None = None, seed: int | None = None,
-               create: bool = True) -> Study:
+               create: bool = True, settings: Mapping[str, Any] | None = None) -> Study:
     """Open the named study of the repository at `repo`, creating it if `create` allows.
 
     Without a name: the most recent study of the repository, or, when `proposer` names
     another proposer than that study's (or there is none), a new study for that proposer.
+    `settings` (an agent's model and endpoint, `fresh`) are recorded with a new study.
     """
     git = GitRepo.find(Path(repo))
     config = load_config(git.root)
@@ -51,22 +52,26 @@ def open_study(repo: str | Path = ".", name: str | None = None, *, storage: str 
     store = Store(storage or default_url(git.root))
     if proposer is not None:
         _check_proposer_name(proposer)
-    record = _find_or_create(store, git, config, name, proposer, seed, create)
+    settings = {k: v for k, v in (settings or {}).items() if v not in (None, False)}
+    record = _find_or_create(store, git, config, name, proposer, seed, create, settings)
     return Study(store, record, config, git)
 
 
 def _find_or_create(store: Store, git: GitRepo, config: TaskConfig, name: str | None,
-                    proposer: str | None, seed: int | None, create: bool) -> StudyRecord:
+                    proposer: str | None, seed: int | None, create: bool,
+                    settings: dict[str, Any]) -> StudyRecord:
     if name is not None:
         record = store.get_study(name)
         if record is not None:
             if proposer is not None and proposer != record.proposer:
                 raise UsageError(f"study {name!r} uses the {record.proposer} proposer, "
                                  f"not {proposer} (start a new study with --study NEW_NAME)")
+            _check_same_settings(record, settings)
             return record
     else:
         studies = store.studies(str(git.root))
         if studies and (proposer is None or studies[-1].proposer == proposer):
+            _check_same_settings(studies[-1], settings)
             return studies[-1]
         if not create:
             raise UsageError("no study in this repository yet (start one with `ratchet run`)")
@@ -78,7 +83,15 @@ def _find_or_create(store: Store, git: GitRepo, config: TaskConfig, name: str | 
     _check_study_name(name)
     return store.create_study(StudyRecord(
         name=name, task=config.name, repo_root=str(git.root), base_commit=git.head(),
-        proposer=proposer or "tpe", seed=seed, rule=config.decision.rule))
+        proposer=proposer or "tpe", seed=seed, rule=config.decision.rule, settings=settings))
+
+
+def _check_same_settings(record: StudyRecord, settings: dict[str, Any]) -> None:
+    for key, value in settings.items():
+        if key in record.settings and record.settings[key] != value:
+            raise UsageError(f"study {record.name!r} was started with {key} "
+                             f"{record.settings[key]!r}, not {value!r} (start a new study "
+                             "with --study NEW_NAME)")
 
 
 def _check_study_name(name: str) -> None:
@@ -137,8 +150,7 @@ class Study:
             reporter: Reporter | None = None, proposer: Proposer | None = None) -> Progress:
         if parallel < 1:
             raise UsageError("--parallel must be at least 1")
-        proposer = proposer or create_proposer(self.record.proposer, self.config,
-                                               self.store.url, self.name, self.record.seed)
+        proposer = proposer or create_proposer(self)
         budget = Budget(max_experiments, max_time_s, max_usd)
         with self._lock():
             return Engine(self, proposer, budget, parallel, gpus, reporter).run()
@@ -158,7 +170,7 @@ class Study:
         """The commit for a proposed experiment: knob values on the base, or its patch."""
         parent = experiment.parent_commit or self.record.base_commit
         if experiment.params is not None:
-            return self.builder.from_files(parent, self._knob_files(experiment.params),
+            return self.builder.from_files(parent, self._knob_files(experiment.params, parent),
                                            experiment.description, experiment.number)
         return self.builder.from_patch(parent, experiment.diff, experiment.description,
                                        experiment.number)
@@ -228,9 +240,7 @@ class Study:
 
     def _base_sources(self) -> dict[str, str]:
         """The editable Python files of the base commit, read once: knobs live in them."""
-        base = self.record.base_commit
-        return {path: self.repo.read_file(base, path) for path in self.repo.list_files(base)
-                if path.endswith(".py") and matches_any(path, self.config.editable)}
+        return self.sources_at(self.record.base_commit)
 
     def _base_knobs(self) -> dict[str, Knob]:
         knobs: dict[str, Knob] = {}
@@ -243,13 +253,24 @@ class Study:
                                  f"of that name in the editable files")
         return knobs
 
-    def _knob_files(self, params: Mapping[str, Any]) -> dict[str, str]:
+    def _knob_files(self, params: Mapping[str, Any], parent: str) -> dict[str, str]:
+        """The files with the knobs set to `params`, on the code of `parent`."""
+        sources, knobs = self.base_sources, self.knobs
+        if parent != self.record.base_commit:  # knobs searched on code a kept change made
+            sources = self.sources_at(parent)
+            knobs = {k.name: k for path, text in sources.items() for k in find_knobs(text, path)}
         by_file: dict[str, dict[str, Any]] = {}
         for name, value in params.items():
-            knob = self.knobs[name]
+            knob = knobs.get(name)
+            if knob is None:
+                raise PatchRejected(f"knob {name} no longer exists in the code")
             by_file.setdefault(knob.path, {})[name] = _like(knob.value, value)
-        return {path: rewrite_knobs(self.base_sources[path], values)
-                for path, values in by_file.items()}
+        return {path: rewrite_knobs(sources[path], values) for path, values in by_file.items()}
+
+    def sources_at(self, commit: str) -> dict[str, str]:
+        """The editable Python files of `commit`."""
+        return {path: self.repo.read_file(commit, path) for path in self.repo.list_files(commit)
+                if path.endswith(".py") and matches_any(path, self.config.editable)}
 
     def _ensure_branch(self) -> None:
         branch = f"refs/heads/{study_branch(self.name)}"

@@ -8,42 +8,22 @@ exponential backoff; what still fails is an InfrastructureError, never a failure
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
-from ratchet.errors import RatchetError
+from ratchet.llm.chat import (
+    AssistantTurn,
+    InfrastructureError,
+    Reply,
+    ToolCall,
+    ToolResultsTurn,
+    ToolSpec,
+    Turn,
+    UserTurn,
+    first_line,
+)
 from ratchet.llm.prices import Usage
-
-
-class InfrastructureError(RatchetError):
-    """The model's service failed (after retries): not the candidate's fault."""
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: str  # raw JSON text as the model wrote it
-
-    def parsed(self) -> dict[str, Any]:
-        """The arguments as a dict; ValueError with the reason when they are not valid JSON."""
-        try:
-            value = json.loads(self.arguments or "{}")
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"arguments are not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise ValueError("arguments must be a JSON object")
-        return value
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
 
 
 class OpenAIChat:
@@ -53,20 +33,49 @@ class OpenAIChat:
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or _key_or_placeholder(),
                                     timeout=timeout_s, max_retries=max_retries)
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Reply:
+    def complete(self, system: str, turns: list[Turn], tools: list[ToolSpec],
+                 max_tokens: int = 4096) -> Reply:
+        messages = [{"role": "system", "content": system}, *_messages(turns)]
         try:
             response = self.client.chat.completions.create(
-                model=self.model, messages=messages, tools=tools)  # type: ignore[arg-type]
+                model=self.model, messages=messages, tools=[_tool(t) for t in tools],
+                max_completion_tokens=max_tokens)  # type: ignore[arg-type]
         except (openai.APIConnectionError, openai.RateLimitError,
                 openai.InternalServerError) as exc:
-            raise InfrastructureError(f"{type(exc).__name__}: {_first_line(exc)}") from None
+            raise InfrastructureError(f"{type(exc).__name__}: {first_line(exc)}") from None
         except openai.APIStatusError as exc:
             raise InfrastructureError(f"the model's service answered {exc.status_code}: "
-                                      f"{_first_line(exc)}") from None
+                                      f"{first_line(exc)}") from None
+        if not response.choices:
+            raise InfrastructureError("the model's service returned no choices")
         message = response.choices[0].message
         calls = [ToolCall(c.id, c.function.name, c.function.arguments or "")
                  for c in (message.tool_calls or []) if c.type == "function"]
         return Reply(text=message.content or "", tool_calls=calls, usage=_usage(response))
+
+
+def _tool(spec: ToolSpec) -> dict[str, Any]:
+    return {"type": "function", "function": {
+        "name": spec.name, "description": spec.description, "parameters": spec.parameters}}
+
+
+def _messages(turns: list[Turn]) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    for turn in turns:
+        if isinstance(turn, UserTurn):
+            messages.append({"role": "user", "content": turn.text})
+        elif isinstance(turn, AssistantTurn):
+            message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
+            if turn.tool_calls:
+                message["tool_calls"] = [
+                    {"id": c.id, "type": "function",
+                     "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in turn.tool_calls]
+            messages.append(message)
+        elif isinstance(turn, ToolResultsTurn):
+            messages.extend({"role": "tool", "tool_call_id": r.call_id, "content": r.content}
+                            for r in turn.results)
+    return messages
 
 
 def _usage(response: Any) -> Usage:
@@ -83,8 +92,3 @@ def _key_or_placeholder() -> str | None:
 
     # Local servers need no key, but the SDK insists on one: a placeholder, never logged.
     return None if os.environ.get("OPENAI_API_KEY") else "not-needed"
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ratchet.llm.prices import Usage
 from ratchet.records import Experiment
 
 
@@ -20,6 +21,10 @@ class Proposal:
     trial_number: int | None = None
     kind: str = "proposal"
     onto_base: bool = False  # a patch made against the base commit rather than the best
+    parent: str | None = None  # the commit the change was made on, when the proposer chose it
+    usage: Usage = Usage()  # tokens the proposal cost
+    llm_usd: float = 0.0
+    rationale: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The built-in research agent: its tools, its program, its lab notebook, one episode."""

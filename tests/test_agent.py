@@ -1,0 +1,157 @@
+"""The built-in research agent through the whole loop, against a local server that speaks the
+OpenAI and Anthropic wire protocols through the real SDKs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from chat_server import ChatServer, answer
+from researcher import USAGE, Researcher
+
+import ratchet
+from ratchet.agent.episode import InfrastructureStreak, Limits
+from ratchet.errors import RatchetError
+from ratchet.llm.connect import ModelSpec, connect
+from ratchet.proposers.agent import AgentProposer
+from ratchet.records import KEEP, VOID
+
+PRICES = """
+[agent]
+model = "test-model"
+max_tool_calls = 8
+
+[agent.prices.test-model]
+input = 3.0
+output = 15.0
+cached_input = 0.3
+"""
+CALL_USD = ((USAGE[0] - USAGE[2]) * 3.0 + USAGE[2] * 0.3 + USAGE[1] * 15.0) / 1e6
+
+
+def agent_repo(make_repo: Callable[..., Path], extra: str = "") -> Path:
+    text = (Path(__file__).parents[1] / "examples/quadratic/ratchet.toml").read_text()
+    text = text.replace('rule = "noise-aware"\nbaseline_runs = 3',
+                        'rule = "greedy"\nbaseline_runs = 1')
+    return make_repo("quadratic", edits={"ratchet.toml": text + PRICES + extra})
+
+
+def run_agent(repo: Path, server: ChatServer, backend: str, experiments: int,
+              limits: Limits | None = None, max_retries: int = 2) -> ratchet.Study:
+    study = ratchet.open_study(repo, f"agent-{backend}", proposer="agent",
+                               settings={"model": f"{backend}:test-model"})
+    url = server.anthropic_url if backend == "anthropic" else server.base_url
+    chat = connect(ModelSpec(backend, "test-model"), url, max_retries=max_retries)
+    proposer = AgentProposer(study, f"{backend}:test-model", chat=chat,
+                             limits=limits or Limits(max_tool_calls=8, retry_pauses_s=(0.0,)))
+    study.run(max_experiments=experiments, proposer=proposer)
+    return study
+
+
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+def test_agent_episodes_run_through_the_loop(make_repo: Callable[..., Path],
+                                             backend: str) -> None:
+    repo = agent_repo(make_repo)
+    with ChatServer(policy=Researcher([1.0, 1.4, -2.0], malformed_first=True)) as server:
+        study = run_agent(repo, server, backend, experiments=4)
+    baseline, *proposals = study.experiments()
+    assert [e.description for e in proposals] == ["move X to 1.0", "move X to 1.4",
+                                                  "move X to -2.0"]
+    assert [e.status for e in proposals] == ["keep", "keep", "discard"]
+    # each episode built on the best code: the third patch changes X from 1.4
+    assert "-X = 1.4\n+X = -2.0" in proposals[2].diff
+    # tokens and dollars of every call are on the experiment, and in its total cost
+    first = proposals[0]
+    calls = 4  # malformed read, read, replace+note, finish
+    assert (first.tokens_in, first.tokens_out, first.tokens_cached) == (
+        calls * USAGE[0], calls * USAGE[1], calls * USAGE[2])
+    assert first.llm_usd == pytest.approx(calls * CALL_USD)
+    assert first.cost_usd > first.llm_usd  # compute is added on top
+    assert proposals[1].llm_usd == pytest.approx(3 * CALL_USD)
+    assert first.rationale is not None
+    assert first.rationale["hypothesis"] == "the optimum lies near x=1.5"
+    assert first.rationale["notes"] == ["tried X=1.0"]
+    # the malformed argument came back to the model as an error it could fix
+    expected = "arguments are not valid JSON" if backend == "openai" else "wrong arguments"
+    assert f"error: read_file: {expected}" in str(server.requests[1]["messages"])
+    # later episodes see the notebook: the kept chain and the earlier notes
+    openings = [_first_user_text(r) for r in server.requests
+                if not any(m["role"] == "assistant" for m in r["messages"])]
+    assert len(openings) == 3
+    assert "#1 keep" in openings[2] and "tried X=1.0" in openings[2]
+    assert "X = 1.4" in openings[2]  # the best code so far is in the prompt
+    if backend == "anthropic":
+        sent = server.requests[0]
+        assert sent["system"][0]["cache_control"] == {"type": "ephemeral"}
+        assert sent["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+
+
+def test_rate_limits_and_server_errors_are_not_failures_of_the_code(
+        make_repo: Callable[..., Path]) -> None:
+    repo = agent_repo(make_repo)
+    with ChatServer(policy=Researcher([1.0])) as server:
+        server.error(429, "slow down")
+        server.error(500, "overloaded")
+        study = run_agent(repo, server, "anthropic", experiments=2)
+    proposal = study.experiments()[1]
+    assert proposal.status == KEEP and proposal.description == "move X to 1.0"
+    assert len(server.requests) == 5  # two failed attempts, then three calls
+
+
+def test_repeated_identical_infrastructure_errors_stop_the_study(
+        make_repo: Callable[..., Path]) -> None:
+    repo = agent_repo(make_repo)
+    with ChatServer() as server:
+        for _ in range(10):
+            server.error(503, "upstream unavailable")
+        with pytest.raises(InfrastructureStreak, match="3 times in a row"):
+            run_agent(repo, server, "openai", experiments=5, max_retries=0)
+    study = ratchet.open_study(repo, "agent-openai")
+    # the baseline finished; no experiment was charged to the code
+    assert [(e.kind, e.status) for e in study.experiments()] == [("baseline", KEEP)]
+
+
+def test_a_reply_with_no_edit_is_voided_and_its_tokens_counted(
+        make_repo: Callable[..., Path]) -> None:
+    repo = agent_repo(make_repo)
+    with ChatServer(policy=Researcher([1.0], silent_episodes=(1,))) as server:
+        study = run_agent(repo, server, "openai", experiments=3)
+    silent, normal = study.experiments()[1:]
+    assert silent.status == VOID and "no change" in silent.description
+    assert silent.tokens_in == 3 * USAGE[0]  # the first answer and two nudges
+    assert normal.status == KEEP
+
+
+def test_an_edit_to_a_protected_file_through_the_tools_is_refused(
+        make_repo: Callable[..., Path]) -> None:
+    repo = agent_repo(make_repo)
+
+    def tamper(path: str, body: dict) -> dict:
+        if len(body["messages"]) <= 2:
+            return answer(path, calls=[("write_file", {"path": "evaluate.py",
+                                                       "content": "print('loss: 0')\n"})])
+        return answer(path, calls=[("finish", {"description": "cheat", "hypothesis": "h",
+                                               "expected_effect": "e"})])
+
+    with ChatServer(policy=tamper) as server:
+        study = run_agent(repo, server, "openai", experiments=2,
+                          limits=Limits(max_tool_calls=3, retry_pauses_s=(0.0,)))
+    refused = str(server.requests[-1]["messages"])
+    assert "evaluate.py is protected" in refused
+    assert "you have not changed any file" in refused
+    tampered = study.experiments()[1]
+    assert tampered.status == VOID and tampered.diff == ""
+    assert (repo / "evaluate.py").read_text().startswith('"""')
+
+
+def test_resuming_with_another_model_is_refused(make_repo: Callable[..., Path]) -> None:
+    repo = agent_repo(make_repo)
+    ratchet.open_study(repo, "a", proposer="agent", settings={"model": "openai:m1"})
+    with pytest.raises(RatchetError, match="was started with model"):
+        ratchet.open_study(repo, "a", proposer="agent", settings={"model": "openai:m2"})
+
+
+def _first_user_text(request: dict) -> str:
+    content = next(m for m in request["messages"] if m["role"] == "user")["content"]
+    return content if isinstance(content, str) else content[0]["text"]
