@@ -4,17 +4,21 @@ OpenAI and Anthropic wire protocols through the real SDKs."""
 from __future__ import annotations
 
 from collections.abc import Callable
+import json
 from pathlib import Path
 
 import pytest
-from chat_server import ChatServer, answer
+from chat_server import ChatServer, answer, conversation
+from conftest import commit_all
 from researcher import USAGE, Researcher
 
 import ratchet
 from ratchet.agent.episode import InfrastructureStreak, Limits
+from ratchet.cli import main
 from ratchet.errors import RatchetError
 from ratchet.llm.connect import ModelSpec, connect
 from ratchet.proposers.agent import AgentProposer
+from ratchet.proposers.hybrid import HybridProposer
 from ratchet.records import KEEP, VOID
 
 PRICES = """
@@ -34,7 +38,8 @@ def agent_repo(make_repo: Callable[..., Path], extra: str = "") -> Path:
     text = (Path(__file__).parents[1] / "examples/quadratic/ratchet.toml").read_text()
     text = text.replace('rule = "noise-aware"\nbaseline_runs = 3',
                         'rule = "greedy"\nbaseline_runs = 1')
-    return make_repo("quadratic", edits={"ratchet.toml": text + PRICES + extra})
+    agent = PRICES.replace("[agent]\n", "[agent]\n" + extra)
+    return make_repo("quadratic", edits={"ratchet.toml": text + agent})
 
 
 def run_agent(repo: Path, server: ChatServer, backend: str, experiments: int,
@@ -155,3 +160,67 @@ def test_resuming_with_another_model_is_refused(make_repo: Callable[..., Path]) 
 def _first_user_text(request: dict) -> str:
     content = next(m for m in request["messages"] if m["role"] == "user")["content"]
     return content if isinstance(content, str) else content[0]["text"]
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "RESEARCH_LLM_CRED"])
+def test_the_key_never_reaches_store_logs_prompts_or_evaluation(
+        make_repo: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], variable: str) -> None:
+    secret = "sk-test-9f8e7d6c5b4a-never-leak"
+    extra = "" if variable == "OPENAI_API_KEY" else f'api_key_env = "{variable}"\n'
+    repo = agent_repo(make_repo, extra)
+    objective = (repo / "objective.py").read_text()
+    (repo / "objective.py").write_text(
+        objective + "import os\nprint('ENV', sorted(os.environ.items()))\n")
+    commit_all(repo, "print the environment")
+    monkeypatch.setenv(variable, secret)
+    with ChatServer(policy=Researcher([1.0, 1.2])) as server:
+        code = main(["run", "--repo", str(repo), "--proposer", "agent", "--model",
+                     "openai:test-model", "--base-url", server.base_url,
+                     "--max-experiments", "3", "--plain"])
+    assert code == 0
+    assert all(h["authorization"] == f"Bearer {secret}" for h in server.headers)  # it was used
+    assert secret not in json.dumps(server.requests)  # not in any prompt
+    logs = list((repo / ".ratchet" / "logs").rglob("*.log"))
+    assert logs and "ENV [" in logs[0].read_text()  # the evaluation printed its environment
+    for path in (repo / ".ratchet").rglob("*"):  # store, its WAL, logs, transcripts
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    out = capsys.readouterr()
+    assert secret not in out.out + out.err
+
+
+def test_hybrid_continues_the_classical_search_on_the_agents_structural_change(
+        make_repo: Callable[..., Path]) -> None:
+    repo = agent_repo(make_repo, "hybrid_warmup = 2\n")
+    structural = ("jitter = [rng.gauss(0.0, NOISE) for _ in range(2)]\n",
+                  "jitter = [1.5 - X, -0.7 - Y]  # learned offset\n")
+
+    def restructure(path: str, body: dict) -> dict:
+        results = [t for k, t in conversation(body) if k == "tool"]
+        if not results:
+            return answer(path, calls=[("replace", {"path": "objective.py",
+                                                    "old": structural[0],
+                                                    "new": structural[1]})])
+        return answer(path, calls=[("finish", {"description": "learn the offset",
+                                               "hypothesis": "h", "expected_effect": "e"})])
+
+    with ChatServer(policy=restructure) as server:
+        study = ratchet.open_study(repo, "hy", proposer="hybrid", seed=0,
+                                   settings={"model": "openai:test-model"})
+        chat = connect(ModelSpec("openai", "test-model"), server.base_url, max_retries=0)
+        agent = AgentProposer(study, "openai:test-model", chat=chat)
+        steps = iter([0.0, 0.9, 0.9])  # agent on the first step after warm-up, then the sampler
+        study.run(max_experiments=6, proposer=HybridProposer(study, agent,
+                                                             choose=lambda: next(steps)))
+    exps = study.experiments()
+    assert [e.trial_number is None for e in exps[1:]] == [False, False, True, False, False]
+    agent_step = exps[3]
+    assert agent_step.description == "agent: learn the offset"
+    assert agent_step.scope == "outside" and agent_step.status == KEEP
+    # the agent saw the sampler's state
+    opening = _first_user_text(server.requests[0])
+    assert "tpe sampler: 3 completed trials" in opening and "Best configurations" in opening
+    for later in exps[4:]:  # knob values now set on the agent's code
+        assert later.parent_commit == agent_step.commit
+        assert later.scope == "in" and "learned offset" not in later.diff

@@ -106,18 +106,34 @@ class ClassicalProposer(Proposer):
                 self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def _add_baseline(self, experiment: Experiment) -> None:
-        params = experiment.params or {}
-        if experiment.status != KEEP or experiment.value is None:
-            return
-        if any(t.user_attrs.get(EXPERIMENT_ATTR) == experiment.number
+        if experiment.status == KEEP and experiment.value is not None:
+            self.add_known(experiment.number, experiment.params or {}, experiment.value)
+
+    def add_known(self, number: int, params: Mapping[str, Any], value: float) -> bool:
+        """Tell the sampler about a point measured outside ask/tell (once, if in the space)."""
+        if any(t.user_attrs.get(EXPERIMENT_ATTR) == number
                for t in self.study.get_trials(deepcopy=False)):
-            return
+            return False
         if not _fits(params, self.distributions):
-            return
+            return False
         self.study.add_trial(optuna.trial.create_trial(
-            params={k: params[k] for k in self.distributions},
-            distributions=self.distributions, value=experiment.value,
-            user_attrs={EXPERIMENT_ATTR: experiment.number}))
+            params={k: _hashable(params[k]) for k in self.distributions},
+            distributions=self.distributions, value=value,
+            user_attrs={EXPERIMENT_ATTR: number}))
+        return True
+
+    def state(self, top: int = 5, recent: int = 5) -> str:
+        """The sampler's view for an agent: its best configurations and its latest trials."""
+        done = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None]
+        reverse = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        ranked = sorted(done, key=lambda t: t.value, reverse=reverse)[:top]  # type: ignore
+        lines = [f"{self.name} sampler: {len(done)} completed trials."]
+        lines += ["Best configurations:"] + [f"- {t.value:.6g}: {_params(t.params)}"
+                                             for t in ranked]
+        lines += ["Latest trials:"] + [f"- {t.value:.6g}: {_params(t.params)}"
+                                       for t in done[-recent:]]
+        return "\n".join(lines)
 
 
 def _fits(params: Mapping[str, Any], distributions: Mapping[str, BaseDistribution]) -> bool:
@@ -130,6 +146,10 @@ def _fits(params: Mapping[str, Any], distributions: Mapping[str, BaseDistributio
         except (ValueError, TypeError):
             return False
     return True
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in params.items())
 
 
 def _short(value: Any) -> str:
