@@ -3,8 +3,8 @@ OpenAI and Anthropic wire protocols through the real SDKs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest

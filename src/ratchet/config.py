@@ -70,6 +70,7 @@ class AgentConfig:
     learn_from_earlier: bool = True
     hybrid_share: float = 0.3
     hybrid_warmup: int = 10
+    cli_timeout_s: float = 1800.0  # a coding-agent CLI's time for one episode
     prices: dict[str, Price] = field(default_factory=dict)
 
 
@@ -209,7 +210,7 @@ def _parse_agent(reader: _Reader, section: dict[str, Any]) -> AgentConfig:
     reader.only_keys(section, "agent", {
         "model", "base_url", "api_key_env", "program", "context", "max_tool_calls",
         "max_episode_tokens", "context_tokens", "learn_from_earlier", "hybrid_share",
-        "hybrid_warmup", "prices"})
+        "hybrid_warmup", "cli_timeout", "prices"})
     program = reader.string(section, "agent", "program")
     if program is not None and (program.startswith("/") or ".." in Path(program).parts):
         reader.fail("agent", "program", f"{program!r} must be relative to the repository root")
@@ -233,6 +234,7 @@ def _parse_agent(reader: _Reader, section: dict[str, Any]) -> AgentConfig:
         learn_from_earlier=learn,
         hybrid_share=share,
         hybrid_warmup=reader.integer(section, "agent", "hybrid_warmup", default=10, low=0),
+        cli_timeout_s=reader.duration(section, "agent", "cli_timeout", default=1800.0),
         prices=_parse_prices(reader, section.get("prices", {})),
     )
 
