@@ -37,7 +37,7 @@ def test_records_round_trip_and_survive_reopening(storage_url: str) -> None:
                                           base_commit="abc", proposer="tpe"))
     with reopened.engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM ratchet_alembic_version"))
-        assert version.scalar() == "0002"
+        assert version.scalar() == "0003"
 
 
 def test_experiment_numbers_are_unique_per_study(storage_url: str) -> None:
@@ -89,11 +89,21 @@ def test_a_store_at_an_older_schema_is_migrated_with_its_data(storage_url: str) 
             "INSERT INTO ratchet_studies (name, task, repo_root, base_commit, proposer, rule, "
             "settings, created_at) VALUES ('old', 't', '/r', 'abc', 'tpe', 'greedy', '{}', "
             "CURRENT_TIMESTAMP)"))
+        connection.execute(sa.text(
+            "INSERT INTO ratchet_experiments (study_id, number, kind, status, description, "
+            "diff, \"values\", secondary, wall_s, cpu_s, peak_mem_mb, cost_usd, created_at) "
+            "SELECT id, 0, 'baseline', 'keep', 'baseline', '', '[1.5]', '{}', 1, 1, 10, 0.25, "
+            "CURRENT_TIMESTAMP FROM ratchet_studies"))
         columns = {c["name"] for c in sa.inspect(connection).get_columns("ratchet_experiments")}
-        assert "scope" not in columns
+        assert "scope" not in columns and "tokens_in" not in columns
     engine.dispose()
     store = Store(storage_url)
     assert store.get_study("old").rule == "greedy"
     study = store.get_study("old")
-    store.add_experiment(Experiment(study_id=study.id, number=0, kind="baseline", scope="in"))
-    assert store.experiments(study.id)[0].scope == "in"
+    (old,) = store.experiments(study.id)  # the old row, with the new columns at their defaults
+    assert (old.values, old.cost_usd, old.llm_usd, old.tokens_in, old.rationale) == (
+        [1.5], 0.25, 0.0, 0, None)
+    store.add_experiment(Experiment(study_id=study.id, number=1, kind="try", scope="in",
+                                    tokens_in=12, rationale={"hypothesis": "h"}))
+    new = store.experiments(study.id)[1]
+    assert (new.scope, new.tokens_in, new.rationale) == ("in", 12, {"hypothesis": "h"})

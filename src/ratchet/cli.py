@@ -22,6 +22,7 @@ from ratchet.initfile import discover_knobs, task_file_text
 from ratchet.knobs import space_toml
 from ratchet.loop import Progress
 from ratchet.proposers import PROPOSERS
+from ratchet.proposers.classical import SAMPLERS
 from ratchet.records import FAILED, KEEP
 from ratchet.study import Study, open_study
 from ratchet.units import format_duration, parse_duration
@@ -100,10 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="find module-level constants in the editable files")
     p.set_defaults(handler=cmd_space)
 
+    p = sub.add_parser("mcp", parents=[common], help="serve evaluate/history/best as MCP tools "
+                       "over stdio, for an agent that drives (default study: mcp)")
+    p.set_defaults(handler=cmd_mcp)
+
     p = sub.add_parser("demo", help="run a classical study on a bundled example, offline")
     p.add_argument("--example", choices=examples.NAMES, default=examples.DEMO)
     p.add_argument("--dir", help="where to put the demo repository (default: a new temp dir)")
-    p.add_argument("--proposer", choices=PROPOSERS, default="tpe")
+    p.add_argument("--proposer", choices=SAMPLERS, default="tpe")
     p.add_argument("--max-experiments", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plain", action="store_true")
@@ -310,6 +315,13 @@ def cmd_space(args: argparse.Namespace) -> int:
         raise UsageError("no knobs found (module-level UPPER_CASE constants) in the editable "
                          "files")
     sys.stdout.write(space_toml(knobs))
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from ratchet.mcp_server import serve
+
+    serve(args.repo, args.study, args.storage)
     return 0
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ratchet.errors import RatchetError, UsageError
+from ratchet.globs import matches_any
 
 
 class GitError(RatchetError):
@@ -95,9 +97,18 @@ class GitRepo:
     def update_ref(self, ref: str, commit: str) -> None:
         self.git("update-ref", ref, commit)
 
-    def working_tree_diff(self) -> str:
-        """The checkout's uncommitted edits to tracked files, against HEAD."""
-        return self.git("diff", "--no-color", "--no-renames", "HEAD")
+    def working_tree_diff(self, against: str = "HEAD", new_files: Iterable[str] = ()) -> str:
+        """The checkout's edits to tracked files against `against`, plus the untracked files
+        that match the globs `new_files` (as new-file diffs)."""
+        parts = [self.git("diff", "--no-color", "--no-renames", against)]
+        patterns = tuple(new_files)
+        if patterns:
+            untracked = self.git("ls-files", "--others", "--exclude-standard", "-z")
+            for path in untracked.split("\0")[:-1]:
+                if matches_any(path, patterns):
+                    parts.append(self.git("diff", "--no-color", "--no-index", "--", "/dev/null",
+                                          path, check=False))
+        return "".join(parts)
 
     def add_worktree(self, path: Path, commit: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

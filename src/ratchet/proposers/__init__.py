@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 AGENTS = ("agent", "hybrid")
 CLI_AGENTS = ("claude-code", "codex", "aider")
-PROPOSERS = (*SAMPLERS, *AGENTS, *CLI_AGENTS)
+EXTERNAL = "external"  # changes come from outside: `ratchet try`, `ratchet mcp`
+PROPOSERS = (*SAMPLERS, *AGENTS, *CLI_AGENTS, EXTERNAL)
 NEEDS_MODEL = AGENTS
 
 __all__ = ["PROPOSERS", "PatchProposer", "Proposal", "ProposalContext", "Proposer",
@@ -27,6 +28,9 @@ def create_proposer(study: Study) -> Proposer:
     check_proposer_name(name)
     if name in SAMPLERS:
         return ClassicalProposer(name, study.config, study.store.url, record.name, record.seed)
+    if name == EXTERNAL:
+        raise UsageError(f"study {record.name!r} is driven from outside (ratchet try, ratchet "
+                         "mcp): it has no proposer to run")
     if name in CLI_AGENTS:
         from ratchet.proposers.cli_agents import CliAgentProposer
 
