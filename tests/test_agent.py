@@ -224,3 +224,33 @@ def test_hybrid_continues_the_classical_search_on_the_agents_structural_change(
     for later in exps[4:]:  # knob values now set on the agent's code
         assert later.parent_commit == agent_step.commit
         assert later.scope == "in" and "learned offset" not in later.diff
+
+
+def test_space_llm_is_checked_against_the_knobs_and_retried(
+        make_repo: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    repo = agent_repo(make_repo)
+    attempts = [
+        'LR = { float = [0.1, 1.0] }',  # not a knob
+        '[space]\nX = { float = [0.5, 3.0] }\nDEPTH = { int = [1, 12] }',  # X=0.0 outside
+        '[space]\nX = { float = [-3.0, 3.0] }\nDEPTH = { int = [1, 12] }\n'
+        'ACTIVATION = { choice = ["relu", "gelu", "tanh"] }',
+    ]
+
+    def designer(path: str, body: dict) -> dict:
+        results = [t for k, t in conversation(body) if k == "tool"]
+        if not results:
+            return answer(path, calls=[("read_file", {"path": "objective.py"})])
+        return answer(path, calls=[("write_space", {"toml": attempts[len(results) - 1]})])
+
+    with ChatServer(policy=designer) as server:
+        code = main(["space", "--repo", str(repo), "--llm", "--model", "openai:test-model",
+                     "--base-url", server.base_url])
+    out = capsys.readouterr()
+    assert code == 0
+    feedback = str(server.requests[2]["messages"]) + str(server.requests[3]["messages"])
+    assert "LR is not a knob of the code" in feedback
+    assert "[0.5, 3.0] must contain the current value 0.0" in feedback
+    table = __import__("tomllib").loads(out.out)["space"]
+    assert table == {"X": {"float": [-3.0, 3.0]}, "DEPTH": {"int": [1, 12]},
+                     "ACTIVATION": {"choice": ["relu", "gelu", "tanh"]}}
+    assert "4000 tokens in" in out.err and "$0.0" in out.err

@@ -97,8 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("space", help="print a [space] table for the knobs found")
     p.add_argument("--repo", default=".")
-    p.add_argument("--discover", action="store_true", required=True,
-                   help="find module-level constants in the editable files")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--discover", action="store_true",
+                     help="find module-level constants in the editable files, guess ranges")
+    how.add_argument("--llm", action="store_true",
+                     help="have the agent read the code and choose knobs and ranges")
+    p.add_argument("--model", help="the agent's model (default: [agent].model)")
+    p.add_argument("--base-url", help="the model's endpoint (default: the SDK's variable)")
     p.set_defaults(handler=cmd_space)
 
     p = sub.add_parser("mcp", parents=[common], help="serve evaluate/history/best as MCP tools "
@@ -314,7 +319,26 @@ def cmd_space(args: argparse.Namespace) -> int:
     if not knobs:
         raise UsageError("no knobs found (module-level UPPER_CASE constants) in the editable "
                          "files")
-    sys.stdout.write(space_toml(knobs))
+    if not args.llm:
+        sys.stdout.write(space_toml(knobs))
+        return 0
+    from ratchet.agent.space import write_space
+    from ratchet.config import AgentConfig, load_config
+    from ratchet.llm.connect import ModelSpec, connect
+    from ratchet.llm.prices import cost_usd, price_of
+
+    agent = load_config(repo.root).agent if (repo.root / TASK_FILE).is_file() else AgentConfig()
+    model = args.model or agent.model
+    if not model:
+        raise UsageError("space --llm needs a model: --model NAME or [agent].model")
+    spec = ModelSpec.parse(model)
+    files = {k.path: (repo.root / k.path).read_text() for k in knobs}
+    result = write_space(connect(spec, args.base_url or agent.base_url, agent.api_key_env),
+                         files, knobs, tuple(files))
+    sys.stdout.write(result.toml({k.name: k for k in knobs}))
+    usage = result.episode.usage
+    print(f"ratchet: {spec}: {usage.input_tokens} tokens in, {usage.output_tokens} out, "
+          f"${cost_usd(usage, price_of(spec.name, agent.prices)):.4f}", file=sys.stderr)
     return 0
 
 

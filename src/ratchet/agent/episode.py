@@ -76,8 +76,12 @@ def run_episode(chat: ChatModel, system: str, opening: str, tools: AgentTools,
             turns.append(UserTurn(NUDGE))
             continue
         results = []
+        offered = {spec.name for spec in specs or TOOL_SPECS}
         for call in reply.tool_calls:
             calls += 1
+            if call.name not in offered:
+                results.append(ToolResult(call.id, f"error: unknown tool {call.name!r}", True))
+                continue
             if calls > limits.max_tool_calls and call.name != "finish":
                 results.append(ToolResult(call.id, "error: tool call limit reached; call "
                                           "finish now", True))

@@ -133,11 +133,12 @@ def _earlier(entries: Sequence[Entry], budget: int) -> str:
         return ""
     title = "## Earlier experiments (newest first, one line each)"
     lines: list[str] = []
-    used = estimate_tokens(title) + 60  # room for the summary of what does not fit
+    used = estimate_tokens(title)
+    summary_room = 80  # for the counts and failure reasons of what does not fit
     for entry in reversed(entries):
         line = f"- {_line(entry)}"
         cost = estimate_tokens(line) + 1
-        if used + cost > budget:
+        if used + cost > budget - summary_room:
             break
         lines.append(line)
         used += cost
