@@ -253,6 +253,12 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"delta: {fmt(e.delta, signed=True)}  holdout: {fmt(e.holdout)}")
     print(f"wall {e.wall_s:.2f}s  cpu {e.cpu_s:.2f}s  peak memory {e.peak_mem_mb:.0f} MB  "
           f"cost ${e.cost_usd:.4f}")
+    if e.tokens_in or e.tokens_out:
+        print(f"tokens: {e.tokens_in} in ({e.tokens_cached} cached), {e.tokens_out} out, "
+              f"${e.llm_usd:.4f} of the cost")
+    for key in ("hypothesis", "expected_effect", "model", "ended"):
+        if e.rationale and e.rationale.get(key):
+            print(f"{key.replace('_', ' ')}: {e.rationale[key]}")
     if e.secondary:
         print("secondary: " + ", ".join(f"{k}={fmt(v)}" for k, v in e.secondary.items()))
     if e.decision:

@@ -81,5 +81,17 @@ max_runs = 3           # runs of a candidate whose gain is within the noise
 [cost]
 compute_usd_per_hour = 0.0   # what one evaluation slot costs
 
+# The LLM proposers (agent, hybrid, claude-code, codex, aider). Keys come from the
+# environment (OPENAI_API_KEY, ANTHROPIC_API_KEY or api_key_env), never from this file.
+# [agent]
+# model = "anthropic:claude-sonnet-4-5"   # or "openai:gpt-5", or a local server's model
+# base_url = "http://127.0.0.1:8000/v1"   # vLLM, Ollama, llama.cpp, a LiteLLM proxy
+# program = "program.md"                  # your research program (becomes protected)
+# context = ["README.md"]                 # read-only files the agent may read
+# context_tokens = 16000                  # hard budget of the agent's opening prompt
+# [agent.prices.my-local-model]           # dollars per million tokens
+# input = 0.0
+# output = 0.0
+
 # Search space of the classical proposers, over knobs found in the editable files.
 {space}"""

@@ -7,6 +7,7 @@ edits through the agent's tools, and ends in a patch. The loop, never the agent,
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,10 @@ class AgentProposer(Proposer):
         self.brief = ResearchBrief(study)
         self.chat = chat or connect(self.spec, base_url or agent.base_url, agent.api_key_env)
         self.price = price_of(self.spec.name, agent.prices)
+        if self.price is None:
+            print(f"ratchet: warning: no price known for {self.spec.name}: its tokens count "
+                  f"as $0 (set [agent.prices.{self.spec.name}] if it is a paid model)",
+                  file=sys.stderr)
         self.limits = limits or Limits(max_tool_calls=agent.max_tool_calls,
                                        max_tokens=agent.max_episode_tokens)
 
