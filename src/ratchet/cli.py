@@ -106,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="the model's endpoint (default: the SDK's variable)")
     p.set_defaults(handler=cmd_space)
 
+    p = sub.add_parser("import", help="bring an autoresearch results.tsv into the store as a "
+                       "study of its own")
+    p.add_argument("file", help="the results log (commit, metric, memory_gb, status, "
+                   "description)")
+    p.add_argument("--repo", default=".")
+    p.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+    p.add_argument("--study", help="study name (default: the file's name)")
+    p.add_argument("--task", help="the task it belongs to (default: this repository's task)")
+    p.add_argument("--goal", choices=("minimize", "maximize"),
+                   help="metric direction (default: the task's, else minimize)")
+    p.set_defaults(handler=cmd_import)
+
     p = sub.add_parser("mcp", parents=[common], help="serve evaluate/history/best as MCP tools "
                        "over stdio, for an agent that drives (default study: mcp)")
     p.set_defaults(handler=cmd_mcp)
@@ -345,6 +357,32 @@ def cmd_space(args: argparse.Namespace) -> int:
     usage = result.episode.usage
     print(f"ratchet: {spec}: {usage.input_tokens} tokens in, {usage.output_tokens} out, "
           f"${cost_usd(usage, price_of(spec.name, agent.prices)):.4f}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from ratchet.config import load_config
+    from ratchet.importer import parse_results, study_record, to_experiments
+    from ratchet.store import Store, default_url
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"results log {args.file!r} not found")
+    log = parse_results(path.read_text(errors="replace"), path.name)
+    repo = GitRepo.find(Path(args.repo))
+    config = load_config(repo.root) if (repo.root / TASK_FILE).is_file() else None
+    goal = args.goal or (config.metric.goal if config else "minimize")
+    task = args.task or (config.name if config else repo.root.name)
+    name = args.study or "".join(c if c.isalnum() or c in "-_." else "-" for c in path.stem)
+    store = Store(args.storage or default_url(repo.root))
+    record = store.import_study(study_record(log, name, task, str(repo.root), path.resolve(),
+                                             goal), to_experiments(log))
+    experiments = to_experiments(log)
+    kept = [e for e in experiments if e.status == KEEP]
+    print(f"imported {len(experiments)} rows as study {record.name} ({log.metric}, {goal}): "
+          f"{len(kept)} keep, {sum(e.status == 'discard' for e in experiments)} discard, "
+          f"{sum(e.status == 'crash' for e in experiments)} crash; last kept "
+          f"{fmt(kept[-1].value if kept else None)}")
     return 0
 
 

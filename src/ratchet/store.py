@@ -157,6 +157,21 @@ class Store:
             session.flush()
             return _study(row)
 
+    def import_study(self, record: StudyRecord, experiments: list[Experiment]) -> StudyRecord:
+        """A study and all its experiments in one transaction: all of it, or nothing."""
+        if self.get_study(record.name):
+            raise UsageError(f"a study named {record.name!r} already exists")
+        with self._session() as session:
+            row = _StudyRow(**_fields(record, exclude={"id", "created_at"}), created_at=_now())
+            session.add(row)
+            session.flush()
+            for experiment in experiments:
+                fields = _fields(experiment, exclude={"id", "created_at", "study_id",
+                                                      "finished_at"})
+                session.add(_ExperimentRow(**fields, study_id=row.id, created_at=_now(),
+                                           finished_at=_now()))
+            return _study(row)
+
     def get_study(self, name: str) -> StudyRecord | None:
         with self._session() as session:
             row = session.scalars(sa.select(_StudyRow).where(_StudyRow.name == name)).first()

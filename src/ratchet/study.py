@@ -12,6 +12,7 @@ import os
 import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from ratchet.gitrepo import GitRepo
 from ratchet.globs import matches_any
 from ratchet.knobs import Knob, find_knobs, rewrite_knobs
 from ratchet.loop import Budget, Engine, Progress, Reporter, Slot
-from ratchet.proposers import PatchProposer, Proposer, create_proposer
+from ratchet.proposers import IMPORTED, PatchProposer, Proposer, create_proposer
 from ratchet.proposers import check_proposer_name as _check_proposer_name
 from ratchet.records import KEEP, Experiment, StudyRecord
 from ratchet.scope import classify
@@ -69,7 +70,7 @@ def _find_or_create(store: Store, git: GitRepo, config: TaskConfig, name: str | 
             _check_same_settings(record, settings)
             return record
     else:
-        studies = store.studies(str(git.root))
+        studies = [s for s in store.studies(str(git.root)) if s.proposer != IMPORTED]
         if studies and (proposer is None or studies[-1].proposer == proposer):
             _check_same_settings(studies[-1], settings)
             return studies[-1]
@@ -114,10 +115,19 @@ class Study:
         self.state_dir = repo.root / STATE_DIR
         self.evaluator = Evaluator(config)
         self.builder = CandidateBuilder(repo, record.name, config.editable, config.protected)
-        self.base_sources = self._base_sources()
-        self.knobs = self._base_knobs()
-        self.base_values = {k.name: k.value for k in self.knobs.values()}
-        self._ensure_branch()
+
+    @cached_property
+    def base_sources(self) -> dict[str, str]:
+        """The editable Python files of the base commit, read once: knobs live in them."""
+        return self.sources_at(self.record.base_commit)
+
+    @cached_property
+    def knobs(self) -> dict[str, Knob]:
+        return self._base_knobs()
+
+    @cached_property
+    def base_values(self) -> dict[str, Any]:
+        return {k.name: k.value for k in self.knobs.values()}
 
     @property
     def name(self) -> str:
@@ -152,6 +162,7 @@ class Study:
             raise UsageError("--parallel must be at least 1")
         proposer = proposer or create_proposer(self)
         budget = Budget(max_experiments, max_time_s, max_usd)
+        self._ensure_branch()
         with self._lock():
             return Engine(self, proposer, budget, parallel, gpus, reporter).run()
 
@@ -220,6 +231,7 @@ class Study:
         best = self.best()
         if best is None:
             raise UsageError(f"study {self.name!r} has no finished baseline yet")
+        self._ensure_branch()
         branch = study_branch(self.name)
         diff = self.repo.diff(self.record.base_commit, f"refs/heads/{branch}")
         return BestResult(experiment=best, branch=branch, diff=diff)
@@ -237,10 +249,6 @@ class Study:
             _kill_groups_under(groups, self.state_dir / "worktrees" / self.name)
 
     # internals
-
-    def _base_sources(self) -> dict[str, str]:
-        """The editable Python files of the base commit, read once: knobs live in them."""
-        return self.sources_at(self.record.base_commit)
 
     def _base_knobs(self) -> dict[str, Knob]:
         knobs: dict[str, Knob] = {}

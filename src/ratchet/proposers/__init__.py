@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 AGENTS = ("agent", "hybrid")
 CLI_AGENTS = ("claude-code", "codex", "aider")
+IMPORTED = "import"  # an autoresearch results log brought in by `ratchet import`
 EXTERNAL = "external"  # changes come from outside: `ratchet try`, `ratchet mcp`
 PROPOSERS = (*SAMPLERS, *AGENTS, *CLI_AGENTS, EXTERNAL)
 NEEDS_MODEL = AGENTS
@@ -25,9 +26,10 @@ def create_proposer(study: Study) -> Proposer:
     """The proposer a study was created with, configured from its recorded settings."""
     record = study.record
     name, settings = record.proposer, record.settings
-    check_proposer_name(name)
     if name in SAMPLERS:
         return ClassicalProposer(name, study.config, study.store.url, record.name, record.seed)
+    if name == IMPORTED:
+        raise UsageError(f"study {record.name!r} is an imported results log: nothing to run")
     if name == EXTERNAL:
         raise UsageError(f"study {record.name!r} is driven from outside (ratchet try, ratchet "
                          "mcp): it has no proposer to run")
@@ -35,6 +37,7 @@ def create_proposer(study: Study) -> Proposer:
         from ratchet.proposers.cli_agents import CliAgentProposer
 
         return CliAgentProposer(study, name)
+    check_proposer_name(name)
     model = settings.get("model") or study.config.agent.model
     if not model:
         raise UsageError(f"the {name} proposer needs a model: --model NAME or [agent].model "
