@@ -106,6 +106,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="the model's endpoint (default: the SDK's variable)")
     p.set_defaults(handler=cmd_space)
 
+    p = sub.add_parser("bench", help="every method x seed as its own study, same budget")
+    p.add_argument("--repo", default=".")
+    p.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+    p.add_argument("--name", default="bench", help="the bench's name, its studies' prefix")
+    p.add_argument("--methods", required=True,
+                   help="comma-separated: tpe,cmaes,random,gp,agent:MODEL,hybrid:MODEL,...")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds per method")
+    p.add_argument("--seed", type=int, default=0, help="the first seed (then +1, +2, ...)")
+    p.add_argument("--budget-usd", type=float, help="dollars per study (compute + tokens)")
+    p.add_argument("--budget-experiments", type=_positive_int, help="experiments per study")
+    p.add_argument("--base-url", help="the agents' endpoint")
+    p.add_argument("--parallel", type=_positive_int, default=1)
+    p.add_argument("--plain", action="store_true")
+    p.set_defaults(handler=cmd_bench)
+
+    p = sub.add_parser("generalize", help="re-run each bench study's best at longer horizons")
+    p.add_argument("--repo", default=".")
+    p.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+    p.add_argument("--bench", default="bench", help="the bench's name")
+    p.add_argument("--horizons", default="1,2,4", help="multiples of the task's budget, "
+                   "given to the command as RATCHET_HORIZON (default 1,2,4)")
+    p.add_argument("--runs", type=_positive_int, default=3, help="runs per horizon")
+    p.set_defaults(handler=cmd_generalize)
+
+    p = sub.add_parser("report", help="an HTML report (and PNG figures) of a bench")
+    p.add_argument("--repo", default=".")
+    p.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+    p.add_argument("--bench", help="the bench's name (default: bench, if it exists)")
+    p.add_argument("--reference", action="append", default=[],
+                   help="a study to show beside the bench, e.g. an imported results log")
+    p.add_argument("-o", "--output", default="ratchet-report.html")
+    p.set_defaults(handler=cmd_report)
+
     p = sub.add_parser("import", help="bring an autoresearch results.tsv into the store as a "
                        "study of its own")
     p.add_argument("file", help="the results log (commit, metric, memory_gb, status, "
@@ -358,6 +391,81 @@ def cmd_space(args: argparse.Namespace) -> int:
     print(f"ratchet: {spec}: {usage.input_tokens} tokens in, {usage.output_tokens} out, "
           f"${cost_usd(usage, price_of(spec.name, agent.prices)):.4f}", file=sys.stderr)
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ratchet.bench import BenchPlan, parse_methods, run_bench
+
+    plan = BenchPlan(args.name, parse_methods(args.methods),
+                     [args.seed + i for i in range(args.seeds)], args.budget_usd,
+                     args.budget_experiments, args.base_url, args.parallel)
+    studies = run_bench(args.repo, plan, args.storage,
+                        reporter=lambda _: PlainReporter() if args.plain else None,
+                        announce=lambda text: print(f"ratchet bench: {text}", flush=True))
+    print(f"ratchet bench: {len(studies)} studies done; `ratchet report --bench {plan.name}`")
+    return 0
+
+
+def cmd_generalize(args: argparse.Namespace) -> int:
+    from ratchet.bench import bench_studies
+    from ratchet.generalize import generalize_study
+
+    horizons = _horizons(args.horizons)
+    store = _store(args)
+    records = bench_studies(store, args.bench)
+    if not records:
+        raise UsageError(f"no studies of bench {args.bench!r} (run `ratchet bench` first)")
+    for record in records:
+        study = open_study(args.repo, record.name, storage=args.storage, create=False)
+        generalize_study(study, horizons, args.runs,
+                         lambda text: print(f"ratchet generalize: {text}", flush=True))
+    return 0
+
+
+def _horizons(text: str) -> list[float]:
+    try:
+        horizons = [float(h) for h in text.split(",") if h.strip()]
+    except ValueError:
+        raise UsageError(f"--horizons {text!r}: expected numbers such as 1,2,4") from None
+    if not horizons or any(h <= 0 for h in horizons):
+        raise UsageError(f"--horizons {text!r}: expected positive numbers such as 1,2,4")
+    return horizons
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ratchet.bench import bench_studies
+    from ratchet.config import load_config
+    from ratchet.report import write_report
+    from ratchet.report_data import report_data
+
+    store = _store(args)
+    bench = args.bench or "bench"
+    studies = bench_studies(store, bench)
+    if args.bench and not studies:
+        raise UsageError(f"no studies of bench {bench!r}")
+    references = []
+    for name in args.reference:
+        record = store.get_study(name)
+        if record is None:
+            raise UsageError(f"--reference {name!r}: no such study")
+        references.append(record)
+    if not studies and not references:
+        raise UsageError("nothing to report: give --bench NAME or --reference STUDY")
+    repo = GitRepo.find(Path(args.repo))
+    config = load_config(repo.root) if (repo.root / TASK_FILE).is_file() else None
+    metric = config.metric.name if config else str(references[0].settings.get("metric", "metric"))
+    goal = config.metric.goal if config else str(references[0].settings.get("goal", "minimize"))
+    output = Path(args.output)
+    pngs = write_report(report_data(store, studies, references, metric, goal), output)
+    print(f"ratchet report: wrote {output} and {len(pngs)} figures in {pngs[0].parent}"
+          if pngs else f"ratchet report: wrote {output}")
+    return 0
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from ratchet.store import Store, default_url
+
+    return Store(args.storage or default_url(GitRepo.find(Path(args.repo)).root))
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -68,3 +68,17 @@ class Experiment:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+
+@dataclass
+class GeneralizationRun:
+    """One re-run of a study's best solution at `horizon` times the task's budget."""
+
+    study_id: int
+    experiment_number: int
+    horizon: float
+    run: int
+    status: str
+    value: float | None = None
+    reason: str | None = None
+    wall_s: float = 0.0

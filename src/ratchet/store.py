@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ratchet.errors import UsageError
-from ratchet.records import Experiment, StudyRecord
+from ratchet.records import Experiment, GeneralizationRun, StudyRecord
 
 STATE_DIR = ".ratchet"
 SUPPORTED = ("sqlite", "postgresql")
@@ -83,6 +83,20 @@ class _ExperimentRow(_Base):
     log_path: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class _GeneralizationRow(_Base):
+    __tablename__ = "ratchet_generalization"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("ratchet_studies.id"))
+    experiment_number: Mapped[int]
+    horizon: Mapped[float]
+    run: Mapped[int]
+    status: Mapped[str] = mapped_column(sa.String(20))
+    value: Mapped[float | None]
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    wall_s: Mapped[float]
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
 def default_url(repo_root: Path) -> str:
@@ -227,6 +241,20 @@ class Store:
         with self._session() as session:
             row = session.scalars(query).first()
             return _experiment(row) if row else None
+
+    # generalization runs
+
+    def add_generalization(self, run: GeneralizationRun) -> None:
+        with self._session() as session:
+            session.add(_GeneralizationRow(**dataclasses.asdict(run), created_at=_now()))
+
+    def generalization(self, study_id: int) -> list[GeneralizationRun]:
+        query = (sa.select(_GeneralizationRow).where(_GeneralizationRow.study_id == study_id)
+                 .order_by(_GeneralizationRow.horizon, _GeneralizationRow.run))
+        with self._session() as session:
+            return [GeneralizationRun(**{f.name: getattr(row, f.name)
+                                         for f in dataclasses.fields(GeneralizationRun)})
+                    for row in session.scalars(query)]
 
 
 def _now() -> datetime:
