@@ -60,6 +60,8 @@ def _best_by_experiment(data: dict[str, Any]) -> tuple[Figure, str, Caption] | N
 
 
 def _best_by_dollar(data: dict[str, Any]) -> tuple[Figure, str, Caption] | None:
+    if not data["methods"]:
+        return None
     figure, (ax, bars) = plt.subplots(1, 2, figsize=(11, 4.5),
                                       gridspec_kw={"width_ratios": [2, 1]})
     names = list(data["methods"])
@@ -97,7 +99,8 @@ def _generalization(data: dict[str, Any]) -> tuple[Figure, str, Caption] | None:
     tests = "; ".join(_comparison_text(c) for c in data["generalization"]["comparisons"])
     return figure, "Generalization: the best solutions at longer horizons", (
         "Each study's best solution re-run at each horizon; per seed the runs are averaged, "
-        f"points are the mean across seeds, bars ±1 standard deviation. {tests}")
+        "points are the mean across seeds, bars ±1 standard deviation. Differences between "
+        f"methods: Welch's t-test on the per-seed means (scipy). {tests}")
 
 
 def _holdout(data: dict[str, Any]) -> tuple[Figure, str, Caption] | None:
@@ -117,6 +120,8 @@ def _holdout(data: dict[str, Any]) -> tuple[Figure, str, Caption] | None:
 
 
 def _outside_share(data: dict[str, Any]) -> tuple[Figure, str, Caption] | None:
+    if not data["methods"]:
+        return None
     figure, ax = plt.subplots(figsize=(8, 4))
     for method, m in data["methods"].items():
         curve = m["outside_share"]
@@ -229,6 +234,7 @@ def _generalization_table(data: dict[str, Any]) -> str:
     rows = [[r["method"], f"{r['horizon']:g}", _num(r["mean"]), _num(r["std"]), str(r["seeds"])]
             for r in g["table"]]
     tests = "; ".join(_comparison_text(c) for c in g["comparisons"])
+    tests = f"Welch's t-test on per-seed means (scipy): {tests}"
     trends = "; ".join(f"{k}: {v}" for k, v in g["trends"].items())
     return _table("Generalization", "generalization",
                   ["method", "horizon", "mean", "std", "seeds"], rows,
