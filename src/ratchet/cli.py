@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="ratchet-report.html")
     p.set_defaults(handler=cmd_report)
 
+    p = sub.add_parser("serve", help="a live, read-only web dashboard over the store")
+    p.add_argument("--repo", default=".")
+    p.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p.set_defaults(handler=cmd_serve)
+
     p = sub.add_parser("import", help="bring an autoresearch results.tsv into the store as a "
                        "study of its own")
     p.add_argument("file", help="the results log (commit, metric, memory_gb, status, "
@@ -459,6 +466,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     pngs = write_report(report_data(store, studies, references, metric, goal), output)
     print(f"ratchet report: wrote {output} and {len(pngs)} figures in {pngs[0].parent}"
           if pngs else f"ratchet report: wrote {output}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ratchet.serve import make_server
+
+    try:
+        server = make_server(_store(args), args.host, args.port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    host, port = server.server_address[:2]
+    print(f"ratchet serve: http://{host}:{port}/ (read-only; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

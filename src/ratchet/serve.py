@@ -1,0 +1,140 @@
+"""`ratchet serve`: a live, read-only dashboard over the store (SQLite or PostgreSQL).
+
+A small HTTP server on localhost answers GET only: the page, plotly.js (from the plotly
+package, so nothing is fetched from the internet), and JSON about studies and experiments.
+Any other method is refused, and no handler calls a method of the store that writes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from ratchet.records import FAILED, KEEP, PENDING, RUNNING, Experiment, StudyRecord
+from ratchet.report_data import method_of
+from ratchet.store import Store
+
+STUDY = re.compile(r"^/api/studies/([^/]+)$")
+EXPERIMENT = re.compile(r"^/api/studies/([^/]+)/experiments/(\d+)$")
+
+
+@cache
+def _plotly_js() -> bytes:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs().encode()
+
+
+def _page() -> bytes:
+    return (resources.files("ratchet") / "web" / "dashboard.html").read_bytes()
+
+
+class Dashboard:
+    """The JSON the page reads, computed from the store at each request."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def studies(self) -> list[dict[str, Any]]:
+        return [self._study_summary(r) for r in self.store.studies()]
+
+    def study(self, name: str) -> dict[str, Any] | None:
+        record = self.store.get_study(name)
+        if record is None:
+            return None
+        experiments = self.store.experiments(record.id or 0)
+        return {**self._study_summary(record, experiments),
+                "experiments": [_row(e) for e in experiments],
+                "curve": _curve(experiments)}
+
+    def experiment(self, name: str, number: int) -> dict[str, Any] | None:
+        record = self.store.get_study(name)
+        found = record and self.store.experiment(record.id or 0, number)
+        if not found:
+            return None
+        return {**_row(found), "diff": found.diff, "reason": found.reason,
+                "decision": found.decision, "rationale": found.rationale,
+                "commit": found.commit, "values": found.values}
+
+    def _study_summary(self, record: StudyRecord,
+                       experiments: list[Experiment] | None = None) -> dict[str, Any]:
+        if experiments is None:
+            experiments = self.store.experiments(record.id or 0)
+        kept = [e for e in experiments if e.status == KEEP]
+        baseline = next((e.value for e in kept if e.kind == "baseline"), None)
+        return {"name": record.name, "method": method_of(record), "task": record.task,
+                "experiments": len(experiments), "kept": len(kept),
+                "failed": sum(e.status in FAILED for e in experiments),
+                "running": sum(e.status in (PENDING, RUNNING) for e in experiments),
+                "baseline": baseline, "best": kept[-1].value if kept else None,
+                "spent_usd": sum(e.cost_usd for e in experiments)}
+
+
+def _row(e: Experiment) -> dict[str, Any]:
+    return {"number": e.number, "status": e.status, "value": e.value, "delta": e.delta,
+            "scope": e.scope, "cost_usd": e.cost_usd, "llm_usd": e.llm_usd,
+            "description": e.description, "wall_s": e.wall_s}
+
+
+def _curve(experiments: list[Experiment]) -> dict[str, list[Any]]:
+    """Every finished experiment's metric, and the best kept so far after it."""
+    x, value, best_curve = [], [], []
+    best = None
+    for e in experiments:
+        if e.status in (PENDING, RUNNING):
+            continue
+        if e.status == KEEP and e.value is not None:
+            best = e.value
+        x.append(e.number)
+        value.append(e.value)
+        best_curve.append(best)
+    return {"x": x, "value": value, "best": best_curve}
+
+
+def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    dashboard = Dashboard(store)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = unquote(urlparse(self.path).path)
+            if path in ("/", "/index.html"):
+                self._send(200, _page(), "text/html; charset=utf-8")
+            elif path == "/plotly.js":
+                self._send(200, _plotly_js(), "application/javascript")
+            elif path == "/api/studies":
+                self._json(dashboard.studies())
+            elif match := EXPERIMENT.match(path):
+                self._json(dashboard.experiment(match.group(1), int(match.group(2))))
+            elif match := STUDY.match(path):
+                self._json(dashboard.study(match.group(1)))
+            else:
+                self._send(404, b"not found", "text/plain")
+
+        def _refuse(self) -> None:
+            self._send(405, b"read-only dashboard", "text/plain")
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
+
+        def _json(self, value: Any) -> None:
+            if value is None:
+                self._send(404, b'{"error": "not found"}', "application/json")
+            else:
+                self._send(200, json.dumps(value).encode(), "application/json")
+
+        def _send(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(body)))
+            self.send_header("cache-control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return ThreadingHTTPServer((host, port), Handler)
