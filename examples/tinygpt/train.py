@@ -5,6 +5,7 @@ protected evaluate.py imports `GPT` from here, loads checkpoint.pt and computes 
 bits-per-byte itself, so nothing printed here is the score.
 
     TIME_BUDGET=60 python train.py     # seconds of training (60 on CPU, 300 on GPU by default)
+    RATCHET_HORIZON=2 python train.py  # twice the budget, as `ratchet generalize` runs it
 """
 
 import math
@@ -210,6 +211,7 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     budget = float(os.environ.get("TIME_BUDGET", 300 if cuda else 60))
+    budget *= float(os.environ.get("RATCHET_HORIZON", 1))  # `ratchet generalize` trains longer
     torch.manual_seed(SEED)
     if not cuda:
         torch.set_num_threads(os.cpu_count() or 1)
