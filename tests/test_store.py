@@ -37,7 +37,7 @@ def test_records_round_trip_and_survive_reopening(storage_url: str) -> None:
                                           base_commit="abc", proposer="tpe"))
     with reopened.engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM ratchet_alembic_version"))
-        assert version.scalar() == "0003"
+        assert version.scalar() == "0004"
 
 
 def test_experiment_numbers_are_unique_per_study(storage_url: str) -> None:
