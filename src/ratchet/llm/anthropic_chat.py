@@ -14,18 +14,19 @@ import anthropic
 
 from ratchet.llm.chat import (
     AssistantTurn,
-    InfrastructureError,
     Reply,
     ToolCall,
     ToolResultsTurn,
     ToolSpec,
     Turn,
     UserTurn,
-    first_line,
+    service_errors,
 )
 from ratchet.llm.prices import Usage
 
 CACHE = {"type": "ephemeral"}
+RETRIED = (anthropic.APIConnectionError, anthropic.RateLimitError,
+           anthropic.InternalServerError)
 
 
 class AnthropicChat:
@@ -37,17 +38,11 @@ class AnthropicChat:
 
     def complete(self, system: str, turns: list[Turn], tools: list[ToolSpec],
                  max_tokens: int = 4096) -> Reply:
-        try:
+        with service_errors(RETRIED, anthropic.APIStatusError):
             response = self.client.messages.create(
                 model=self.model, max_tokens=max_tokens,
                 system=[{"type": "text", "text": system, "cache_control": CACHE}],
                 tools=_tools(tools), messages=_messages(turns))  # type: ignore[arg-type]
-        except (anthropic.APIConnectionError, anthropic.RateLimitError,
-                anthropic.InternalServerError) as exc:
-            raise InfrastructureError(f"{type(exc).__name__}: {first_line(exc)}") from None
-        except anthropic.APIStatusError as exc:
-            raise InfrastructureError(f"the model's service answered {exc.status_code}: "
-                                      f"{first_line(exc)}") from None
         text = "".join(block.text for block in response.content if block.type == "text")
         calls = [ToolCall(block.id, block.name, _json(block.input))
                  for block in response.content if block.type == "tool_use"]

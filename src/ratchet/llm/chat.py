@@ -7,6 +7,8 @@ format (OpenAI chat completions, Anthropic messages), so the agent's code never 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,3 +89,17 @@ class ChatModel(Protocol):
 def first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+@contextmanager
+def service_errors(retried: tuple[type[Exception], ...],
+                   status_error: type[Exception]) -> Iterator[None]:
+    """An SDK's errors that outlast its retries, as InfrastructureError with one line."""
+    try:
+        yield
+    except retried as exc:
+        raise InfrastructureError(f"{type(exc).__name__}: {first_line(exc)}") from None
+    except status_error as exc:
+        status = getattr(exc, "status_code", "an error")
+        raise InfrastructureError(f"the model's service answered {status}: "
+                                  f"{first_line(exc)}") from None

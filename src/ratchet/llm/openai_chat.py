@@ -21,9 +21,11 @@ from ratchet.llm.chat import (
     ToolSpec,
     Turn,
     UserTurn,
-    first_line,
+    service_errors,
 )
 from ratchet.llm.prices import Usage
+
+RETRIED = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
 
 
 class OpenAIChat:
@@ -36,16 +38,10 @@ class OpenAIChat:
     def complete(self, system: str, turns: list[Turn], tools: list[ToolSpec],
                  max_tokens: int = 4096) -> Reply:
         messages = [{"role": "system", "content": system}, *_messages(turns)]
-        try:
+        with service_errors(RETRIED, openai.APIStatusError):
             response = self.client.chat.completions.create(
                 model=self.model, messages=messages, tools=[_tool(t) for t in tools],
                 max_completion_tokens=max_tokens)  # type: ignore[arg-type]
-        except (openai.APIConnectionError, openai.RateLimitError,
-                openai.InternalServerError) as exc:
-            raise InfrastructureError(f"{type(exc).__name__}: {first_line(exc)}") from None
-        except openai.APIStatusError as exc:
-            raise InfrastructureError(f"the model's service answered {exc.status_code}: "
-                                      f"{first_line(exc)}") from None
         if not response.choices:
             raise InfrastructureError("the model's service returned no choices")
         message = response.choices[0].message
