@@ -43,12 +43,13 @@ def agent_repo(make_repo: Callable[..., Path], extra: str = "") -> Path:
 
 
 def run_agent(repo: Path, server: ChatServer, backend: str, experiments: int,
-              limits: Limits | None = None, max_retries: int = 2) -> ratchet.Study:
+              limits: Limits | None = None, max_retries: int = 2,
+              model: str = "test-model") -> ratchet.Study:
     study = ratchet.open_study(repo, f"agent-{backend}", proposer="agent",
-                               settings={"model": f"{backend}:test-model"})
+                               settings={"model": f"{backend}:{model}"})
     url = server.anthropic_url if backend == "anthropic" else server.base_url
-    chat = connect(ModelSpec(backend, "test-model"), url, max_retries=max_retries)
-    proposer = AgentProposer(study, f"{backend}:test-model", chat=chat,
+    chat = connect(ModelSpec(backend, model), url, max_retries=max_retries)
+    proposer = AgentProposer(study, f"{backend}:{model}", chat=chat,
                              limits=limits or Limits(max_tool_calls=8, retry_pauses_s=(0.0,)))
     study.run(max_experiments=experiments, proposer=proposer)
     return study
@@ -254,3 +255,13 @@ def test_space_llm_is_checked_against_the_knobs_and_retried(
     assert table == {"X": {"float": [-3.0, 3.0]}, "DEPTH": {"int": [1, 12]},
                      "ACTIVATION": {"choice": ["relu", "gelu", "tanh"]}}
     assert "4000 tokens in" in out.err and "$0.0" in out.err
+
+
+def test_a_model_without_a_price_is_counted_at_zero_with_a_warning(
+        make_repo: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    repo = agent_repo(make_repo)
+    with ChatServer(policy=Researcher([1.0])) as server:
+        study = run_agent(repo, server, "openai", experiments=2, model="unpriced-model")
+    assert "no price known for unpriced-model: its tokens count as $0" in capsys.readouterr().err
+    proposal = study.experiments()[1]
+    assert proposal.tokens_in == 3 * USAGE[0] and proposal.llm_usd == 0.0

@@ -10,6 +10,7 @@ from fake_clis import install, prompts
 
 import ratchet
 from ratchet.cli import main
+from ratchet.llm.prices import PRICES, Usage, cost_usd
 from ratchet.records import KEEP, VOID
 
 GREEDY = ('rule = "noise-aware"\nbaseline_runs = 3', 'rule = "greedy"\nbaseline_runs = 1')
@@ -83,3 +84,14 @@ def test_a_cli_that_is_not_installed_is_a_usage_error(
     assert code == 2
     assert "the `codex` command is not on PATH (install: npm install -g @openai/codex" in \
         capsys.readouterr().err
+
+
+def test_codex_tokens_are_priced_when_the_model_is_named(make_repo: Callable[..., Path],
+                                                        fake_path: Path) -> None:
+    repo = make_repo("quadratic", replace={"ratchet.toml": GREEDY})
+    study = ratchet.open_study(repo, "cx", proposer="codex", settings={"model": "gpt-5"})
+    study.run(max_experiments=2)
+    proposal = study.experiments()[1]
+    assert proposal.llm_usd == pytest.approx(
+        cost_usd(Usage(7000, 900, 4000), PRICES["gpt-5"])) and proposal.llm_usd > 0
+    assert prompts(fake_path)[0]["args"][4:6] == ["--model", "gpt-5"]

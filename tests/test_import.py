@@ -34,8 +34,9 @@ def test_the_published_log_imports_with_its_numbers(make_repo: Callable[..., Pat
     assert all(e.diff == "" and e.rationale == {"imported": True} for e in exps)
     assert exps[15].status == "crash" and exps[15].value is None  # line 17 of the file
     assert exps[1].secondary == {"memory_gb": 43.9}
-    # `ratchet run` without --study never picks an imported log to continue
-    assert ratchet.open_study(repo, proposer="random").name == "random-1"
+    # `ratchet run` without --study or --proposer never picks an imported log to continue
+    fresh = ratchet.open_study(repo)
+    assert (fresh.name, fresh.record.proposer) == ("tpe-1", "tpe")
 
 
 @pytest.mark.parametrize(("line", "error"), [

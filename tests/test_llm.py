@@ -44,7 +44,8 @@ def test_rate_limits_and_server_errors_are_retried() -> None:
         server.error(429, "slow down")
         server.error(500, "overloaded")
         server.reply(completion(content="done"))
-        reply = OpenAIChat("m", base_url=server.base_url, max_retries=3).complete("", HI, TOOLS)
+        chat = OpenAIChat("m", base_url=server.base_url, api_key="k", max_retries=3)
+        reply = chat.complete("", HI, TOOLS)
     assert reply.text == "done" and reply.tool_calls == []
     assert len(server.requests) == 3
 
@@ -53,7 +54,7 @@ def test_errors_that_outlast_the_retries_are_infrastructure_errors() -> None:
     with ChatServer() as server:
         for _ in range(3):
             server.error(503, "unavailable")
-        chat = OpenAIChat("m", base_url=server.base_url, max_retries=2)
+        chat = OpenAIChat("m", base_url=server.base_url, api_key="k", max_retries=2)
         with pytest.raises(InfrastructureError, match="InternalServerError"):
             chat.complete("", HI, TOOLS)
     assert len(server.requests) == 3
@@ -63,14 +64,15 @@ def test_a_client_error_is_not_retried() -> None:
     with ChatServer() as server:
         server.error(400, "bad tool schema")
         with pytest.raises(InfrastructureError, match="answered 400"):
-            OpenAIChat("m", base_url=server.base_url, max_retries=3).complete("", HI, TOOLS)
+            OpenAIChat("m", base_url=server.base_url, api_key="k",
+                       max_retries=3).complete("", HI, TOOLS)
     assert len(server.requests) == 1
 
 
 def test_a_malformed_tool_argument_is_reported_not_crashed_on() -> None:
     with ChatServer() as server:
         server.reply(completion(tool_calls=[("read_file", '{"path": "train.py"')]))
-        reply = OpenAIChat("m", base_url=server.base_url).complete("", HI, TOOLS)
+        reply = OpenAIChat("m", base_url=server.base_url, api_key="k").complete("", HI, TOOLS)
     with pytest.raises(ValueError, match="not valid JSON"):
         reply.tool_calls[0].parsed()
 

@@ -26,16 +26,19 @@ GREEDY = ('rule = "noise-aware"\nbaseline_runs = 3', 'rule = "greedy"\nbaseline_
 
 
 @pytest.fixture
-def served(make_repo: Callable[..., Path]) -> Iterator[tuple[Path, str]]:
+def served(make_repo: Callable[..., Path], storage_url: str) -> Iterator[tuple[Store, str]]:
+    """A dashboard over a store (SQLite and PostgreSQL) holding one finished study."""
     repo = make_repo("quadratic", replace={"ratchet.toml": GREEDY})
-    ratchet.open_study(repo, "first", proposer="random", seed=1).run(max_experiments=3)
-    store = Store(f"sqlite:///{repo / '.ratchet/ratchet.db'}")
+    ratchet.open_study(repo, "first", storage=storage_url, proposer="random",
+                       seed=1).run(max_experiments=3)
+    store = Store(storage_url)
     server = make_server(store, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield repo, f"http://127.0.0.1:{server.server_address[1]}"
+    yield store, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+    store.close()
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -46,8 +49,8 @@ def get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def test_the_api_serves_studies_experiments_and_diffs(served: tuple[Path, str]) -> None:
-    repo, url = served
+def test_the_api_serves_studies_experiments_and_diffs(served: tuple[Store, str]) -> None:
+    store, url = served
     status, body = get(f"{url}/api/studies")
     (study,) = json.loads(body)
     assert status == 200 and (study["name"], study["experiments"]) == ("first", 3)
@@ -58,12 +61,14 @@ def test_the_api_serves_studies_experiments_and_diffs(served: tuple[Path, str]) 
     assert one["diff"].startswith("diff --git a/objective.py")
     assert get(f"{url}/api/studies/nope")[0] == 404
     assert get(f"{url}/plotly.js")[1][:200].count(b"plotly") >= 1
-    before = (repo / ".ratchet/ratchet.db").read_bytes()
-    request = urllib.request.Request(f"{url}/api/studies/first", data=b"{}", method="POST")
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request)
-    assert refused.value.code == 405
-    assert (repo / ".ratchet/ratchet.db").read_bytes() == before
+    record = store.get_study("first")
+    before = (record, store.experiments(record.id))
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        request = urllib.request.Request(f"{url}/api/studies/first", data=b"{}", method=method)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        assert refused.value.code == 405
+    assert (store.get_study("first"), store.experiments(record.id)) == before
 
 
 @pytest.mark.slow

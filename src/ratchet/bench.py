@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ratchet.errors import UsageError
 from ratchet.loop import Progress, Reporter
-from ratchet.proposers import AGENTS, CLI_AGENTS, PROPOSERS
+from ratchet.proposers import AGENTS, CLI_AGENTS, EXTERNAL, IMPORTED, PROPOSERS
 from ratchet.proposers.classical import SAMPLERS
 from ratchet.records import StudyRecord
 from ratchet.store import Store
@@ -42,7 +42,7 @@ def parse_methods(text: str) -> list[Method]:
         if not item:
             continue
         proposer, _, model = item.partition(":")
-        if proposer not in PROPOSERS or proposer in ("external", "import"):
+        if proposer not in PROPOSERS or proposer in (EXTERNAL, IMPORTED):
             raise UsageError(f"--methods: unknown method {proposer!r} (use {', '.join(SAMPLERS)}, "
                              f"agent:MODEL, hybrid:MODEL, {', '.join(CLI_AGENTS)})")
         if proposer in AGENTS and not model:

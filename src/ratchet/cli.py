@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ratchet import examples
-from ratchet.config import TASK_FILE
+from ratchet.config import TASK_FILE, TaskConfig, load_config
 from ratchet.errors import RatchetError, UsageError
 from ratchet.export import FORMATS, export
 from ratchet.gitrepo import GitRepo
@@ -23,8 +23,10 @@ from ratchet.knobs import space_toml
 from ratchet.loop import Progress
 from ratchet.proposers import PROPOSERS
 from ratchet.proposers.classical import SAMPLERS
-from ratchet.records import FAILED, KEEP
+from ratchet.records import KEEP
+from ratchet.store import Store, default_url
 from ratchet.study import Study, open_study
+from ratchet.summary import overview
 from ratchet.units import format_duration, parse_duration
 from ratchet.view import LOG_HEADERS, LiveReporter, PlainReporter, experiment_cells, fmt
 
@@ -50,10 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Propose a code change, evaluate it under protection, keep it only if it is really "
         "better, repeat."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--repo", default=".", help="the git repository (default: .)")
+    store = argparse.ArgumentParser(add_help=False)  # where the studies are
+    store.add_argument("--repo", default=".", help="the git repository (default: .)")
+    store.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+    common = argparse.ArgumentParser(add_help=False, parents=[store])  # ... and which one
     common.add_argument("--study", help="study name (default: the most recent study)")
-    common.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
 
     p = sub.add_parser("init", help="write a commented ratchet.toml for this repository")
     p.add_argument("--repo", default=".")
@@ -106,9 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="the model's endpoint (default: the SDK's variable)")
     p.set_defaults(handler=cmd_space)
 
-    p = sub.add_parser("bench", help="every method x seed as its own study, same budget")
-    p.add_argument("--repo", default=".")
-    p.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+    p = sub.add_parser("bench", parents=[store],
+                       help="every method x seed as its own study, same budget")
     p.add_argument("--name", default="bench", help="the bench's name, its studies' prefix")
     p.add_argument("--methods", required=True,
                    help="comma-separated: tpe,cmaes,random,gp,agent:MODEL,hybrid:MODEL,...")
@@ -121,37 +123,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true")
     p.set_defaults(handler=cmd_bench)
 
-    p = sub.add_parser("generalize", help="re-run each bench study's best at longer horizons")
-    p.add_argument("--repo", default=".")
-    p.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+    p = sub.add_parser("generalize", parents=[store],
+                       help="re-run each bench study's best at longer horizons")
     p.add_argument("--bench", default="bench", help="the bench's name")
     p.add_argument("--horizons", default="1,2,4", help="multiples of the task's budget, "
                    "given to the command as RATCHET_HORIZON (default 1,2,4)")
     p.add_argument("--runs", type=_positive_int, default=3, help="runs per horizon")
     p.set_defaults(handler=cmd_generalize)
 
-    p = sub.add_parser("report", help="an HTML report (and PNG figures) of a bench")
-    p.add_argument("--repo", default=".")
-    p.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+    p = sub.add_parser("report", parents=[store],
+                       help="an HTML report (and PNG figures) of a bench")
     p.add_argument("--bench", help="the bench's name (default: bench, if it exists)")
     p.add_argument("--reference", action="append", default=[],
                    help="a study to show beside the bench, e.g. an imported results log")
     p.add_argument("-o", "--output", default="ratchet-report.html")
     p.set_defaults(handler=cmd_report)
 
-    p = sub.add_parser("serve", help="a live, read-only web dashboard over the store")
-    p.add_argument("--repo", default=".")
-    p.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
+    p = sub.add_parser("serve", parents=[store],
+                       help="a live, read-only web dashboard over the store")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p.set_defaults(handler=cmd_serve)
 
-    p = sub.add_parser("import", help="bring an autoresearch results.tsv into the store as a "
-                       "study of its own")
+    p = sub.add_parser("import", parents=[store], help="bring an autoresearch results.tsv "
+                       "into the store as a study of its own")
     p.add_argument("file", help="the results log (commit, metric, memory_gb, status, "
                    "description)")
-    p.add_argument("--repo", default=".")
-    p.add_argument("--storage", help="database URL (default: sqlite in .ratchet/)")
     p.add_argument("--study", help="study name (default: the file's name)")
     p.add_argument("--task", help="the task it belongs to (default: this repository's task)")
     p.add_argument("--goal", choices=("minimize", "maximize"),
@@ -266,14 +263,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = Table("study", "proposer", "experiments", "kept", "failed", "baseline", "best",
                   "$ spent", "base")
     for record in records:
-        assert record.id is not None
-        exps = study.store.experiments(record.id)
-        kept = [e for e in exps if e.status == KEEP]
-        baseline = next((e.value for e in kept if e.kind == "baseline"), None)
-        table.add_row(record.name, record.proposer, str(len(exps)), str(len(kept)),
-                      str(sum(e.status in FAILED for e in exps)), fmt(baseline),
-                      fmt(kept[-1].value if kept else None),
-                      f"{sum(e.cost_usd for e in exps):.4f}", record.base_commit[:10])
+        row = overview(record, study.store.experiments(record.id or 0))
+        table.add_row(record.name, record.proposer, str(row["experiments"]), str(row["kept"]),
+                      str(row["failed"]), fmt(row["baseline"]), fmt(row["best"]),
+                      f"{row['spent_usd']:.4f}", record.base_commit[:10])
     Console().print(table)
     return 0
 
@@ -381,11 +374,12 @@ def cmd_space(args: argparse.Namespace) -> int:
         sys.stdout.write(space_toml(knobs))
         return 0
     from ratchet.agent.space import write_space
-    from ratchet.config import AgentConfig, load_config
+    from ratchet.config import AgentConfig
     from ratchet.llm.connect import ModelSpec, connect
     from ratchet.llm.prices import cost_usd, price_of
 
-    agent = load_config(repo.root).agent if (repo.root / TASK_FILE).is_file() else AgentConfig()
+    config = _task_config(repo)
+    agent = config.agent if config else AgentConfig()
     model = args.model or agent.model
     if not model:
         raise UsageError("space --llm needs a model: --model NAME or [agent].model")
@@ -441,7 +435,6 @@ def _horizons(text: str) -> list[float]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ratchet.bench import bench_studies
-    from ratchet.config import load_config
     from ratchet.report import write_report
     from ratchet.report_data import report_data
 
@@ -458,8 +451,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         references.append(record)
     if not studies and not references:
         raise UsageError("nothing to report: give --bench NAME or --reference STUDY")
-    repo = GitRepo.find(Path(args.repo))
-    config = load_config(repo.root) if (repo.root / TASK_FILE).is_file() else None
+    config = _task_config(GitRepo.find(Path(args.repo)))
     metric = config.metric.name if config else str(references[0].settings.get("metric", "metric"))
     goal = config.metric.goal if config else str(references[0].settings.get("goal", "minimize"))
     output = Path(args.output)
@@ -487,30 +479,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from ratchet.store import Store, default_url
-
+def _store(args: argparse.Namespace) -> Store:
     return Store(args.storage or default_url(GitRepo.find(Path(args.repo)).root))
 
 
+def _task_config(repo: GitRepo) -> TaskConfig | None:
+    """The repository's task file, when it has one."""
+    return load_config(repo.root) if (repo.root / TASK_FILE).is_file() else None
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    from ratchet.config import load_config
     from ratchet.importer import parse_results, study_record, to_experiments
-    from ratchet.store import Store, default_url
 
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"results log {args.file!r} not found")
     log = parse_results(path.read_text(errors="replace"), path.name)
     repo = GitRepo.find(Path(args.repo))
-    config = load_config(repo.root) if (repo.root / TASK_FILE).is_file() else None
+    config = _task_config(repo)
     goal = args.goal or (config.metric.goal if config else "minimize")
     task = args.task or (config.name if config else repo.root.name)
     name = args.study or "".join(c if c.isalnum() or c in "-_." else "-" for c in path.stem)
-    store = Store(args.storage or default_url(repo.root))
-    record = store.import_study(study_record(log, name, task, str(repo.root), path.resolve(),
-                                             goal), to_experiments(log))
     experiments = to_experiments(log)
+    record = _store(args).create_study(
+        study_record(log, name, task, str(repo.root), path.resolve(), goal), experiments)
     kept = [e for e in experiments if e.status == KEEP]
     print(f"imported {len(experiments)} rows as study {record.name} ({log.metric}, {goal}): "
           f"{len(kept)} keep, {sum(e.status == 'discard' for e in experiments)} discard, "

@@ -152,6 +152,11 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
     return config
 
 
+def parse_space(table: dict[str, Any], source: str) -> tuple[Param, ...]:
+    """A `[space]` table on its own (e.g. one an agent wrote), checked like the task file's."""
+    return _parse_space(_Reader(source), table)
+
+
 def _parse_metric(reader: _Reader, section: dict[str, Any]) -> MetricConfig:
     reader.only_keys(section, "metric", {"name", "goal", "pattern", "file", "secondary"})
     name = reader.string(section, "metric", "name", required=True) or ""

@@ -60,13 +60,15 @@ class RunResult:
     peak_mem_mb: float = 0.0
 
 
-def scrub_env(environ: Mapping[str, str], allow: Iterable[str] = ()) -> dict[str, str]:
-    """The environment without any variable whose name looks like a credential."""
-    allow = tuple(allow)
+def scrub_env(environ: Mapping[str, str], allow: Iterable[str] = (),
+              secrets: Iterable[str] = ()) -> dict[str, str]:
+    """The environment without any variable whose name looks like a credential (unless
+    `allow` lets it through) and without the named `secrets`, whatever they are called."""
+    allow, secrets = tuple(allow), set(secrets)
     return {
         name: value for name, value in environ.items()
-        if not any(m in name.upper() for m in SECRET_MARKERS)
-        or any(fnmatchcase(name, pattern) for pattern in allow)
+        if name not in secrets and (not any(m in name.upper() for m in SECRET_MARKERS)
+                                    or any(fnmatchcase(name, pattern) for pattern in allow))
     }
 
 
@@ -183,10 +185,9 @@ class Evaluator:
         self.base_env = base_env  # None: the process environment at the time of each run
 
     def environment(self) -> dict[str, str]:
+        agent_key = self.config.agent.api_key_env  # the agent's key, whatever it is called
         env = scrub_env(os.environ if self.base_env is None else self.base_env,
-                        self.config.env_allow)
-        if self.config.agent.api_key_env:  # the agent's key, whatever its variable is called
-            env.pop(self.config.agent.api_key_env, None)
+                        self.config.env_allow, [agent_key] if agent_key else [])
         # `python` in a task's command means the interpreter ratchet itself runs under.
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
         return env

@@ -13,6 +13,10 @@ KEEP, DISCARD, CRASH, TIMEOUT, VOID = "keep", "discard", "crash", "timeout", "vo
 FINISHED = (KEEP, DISCARD, CRASH, TIMEOUT, VOID)
 FAILED = (CRASH, TIMEOUT, VOID)
 
+# Studies whose changes come from outside rather than from a proposer ratchet runs.
+IMPORTED = "import"  # an autoresearch results log brought in by `ratchet import`
+EXTERNAL = "external"  # changes from `ratchet try` or `ratchet mcp`
+
 
 @dataclass
 class StudyRecord:

@@ -14,8 +14,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ratchet.generalize import horizon_stats, trend
-from ratchet.records import CRASH, KEEP, TIMEOUT, VOID, Experiment, StudyRecord
+from ratchet.records import (
+    CRASH,
+    KEEP,
+    TIMEOUT,
+    VOID,
+    Experiment,
+    GeneralizationRun,
+    StudyRecord,
+)
 from ratchet.store import Store
+from ratchet.summary import method_of
 
 DOLLAR_POINTS = 40
 
@@ -85,15 +94,6 @@ def summarize(record: StudyRecord, experiments: Sequence[Experiment], minimize: 
                  for e in experiments if e.status == KEEP and e.holdout is not None])
 
 
-def method_of(record: StudyRecord) -> str:
-    if record.settings.get("method"):
-        return str(record.settings["method"])
-    if record.proposer == "import":
-        return f"reference: {record.name}"
-    model = record.settings.get("model")
-    return f"{record.proposer}:{model}" if model else record.proposer
-
-
 def _rate(experiments: Sequence[Experiment], status: str) -> float:
     return sum(e.status == status for e in experiments) / len(experiments) if experiments else 0.0
 
@@ -133,10 +133,10 @@ def report_data(store: Store, studies: Sequence[StudyRecord], references: Sequen
                       r.settings.get("goal", goal) == "minimize", reference=True)
             for r in references]
     methods: dict[str, list[StudySummary]] = {}
-    for s in summaries:
+    runs: dict[str, dict[str, list[GeneralizationRun]]] = {}
+    for record, s in zip(studies, summaries, strict=True):
         methods.setdefault(s.method, []).append(s)
-    runs = {m: {s.name: store.generalization(_id(studies, s.name)) for s in group}
-            for m, group in methods.items()}
+        runs.setdefault(s.method, {})[s.name] = store.generalization(record.id or 0)
     table, comparisons = horizon_stats(runs)
     pairs = sorted({(c.a, c.b) for c in comparisons})
     return {
@@ -168,7 +168,3 @@ def _method(group: Sequence[StudySummary]) -> dict[str, Any]:
         "best_by_dollar": dollar_curve(group),
         "outside_share": mean_curve([s.outside_share_curve for s in group]),
     }
-
-
-def _id(studies: Sequence[StudyRecord], name: str) -> int:
-    return next(r.id for r in studies if r.name == name) or 0

@@ -15,9 +15,9 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from ratchet.records import FAILED, KEEP, PENDING, RUNNING, Experiment, StudyRecord
-from ratchet.report_data import method_of
+from ratchet.records import KEEP, PENDING, RUNNING, Experiment
 from ratchet.store import Store
+from ratchet.summary import overview
 
 STUDY = re.compile(r"^/api/studies/([^/]+)$")
 EXPERIMENT = re.compile(r"^/api/studies/([^/]+)/experiments/(\d+)$")
@@ -41,14 +41,14 @@ class Dashboard:
         self.store = store
 
     def studies(self) -> list[dict[str, Any]]:
-        return [self._study_summary(r) for r in self.store.studies()]
+        return [overview(r, self.store.experiments(r.id or 0)) for r in self.store.studies()]
 
     def study(self, name: str) -> dict[str, Any] | None:
         record = self.store.get_study(name)
         if record is None:
             return None
         experiments = self.store.experiments(record.id or 0)
-        return {**self._study_summary(record, experiments),
+        return {**overview(record, experiments),
                 "experiments": [_row(e) for e in experiments],
                 "curve": _curve(experiments)}
 
@@ -60,19 +60,6 @@ class Dashboard:
         return {**_row(found), "diff": found.diff, "reason": found.reason,
                 "decision": found.decision, "rationale": found.rationale,
                 "commit": found.commit, "values": found.values}
-
-    def _study_summary(self, record: StudyRecord,
-                       experiments: list[Experiment] | None = None) -> dict[str, Any]:
-        if experiments is None:
-            experiments = self.store.experiments(record.id or 0)
-        kept = [e for e in experiments if e.status == KEEP]
-        baseline = next((e.value for e in kept if e.kind == "baseline"), None)
-        return {"name": record.name, "method": method_of(record), "task": record.task,
-                "experiments": len(experiments), "kept": len(kept),
-                "failed": sum(e.status in FAILED for e in experiments),
-                "running": sum(e.status in (PENDING, RUNNING) for e in experiments),
-                "baseline": baseline, "best": kept[-1].value if kept else None,
-                "spent_usd": sum(e.cost_usd for e in experiments)}
 
 
 def _row(e: Experiment) -> dict[str, Any]:

@@ -162,17 +162,9 @@ class Store:
 
     # studies
 
-    def create_study(self, record: StudyRecord) -> StudyRecord:
-        if self.get_study(record.name):
-            raise UsageError(f"a study named {record.name!r} already exists")
-        row = _StudyRow(**_fields(record, exclude={"id", "created_at"}), created_at=_now())
-        with self._session() as session:
-            session.add(row)
-            session.flush()
-            return _study(row)
-
-    def import_study(self, record: StudyRecord, experiments: list[Experiment]) -> StudyRecord:
-        """A study and all its experiments in one transaction: all of it, or nothing."""
+    def create_study(self, record: StudyRecord,
+                     experiments: Iterable[Experiment] = ()) -> StudyRecord:
+        """A study, with finished `experiments` if any, in one transaction: all or nothing."""
         if self.get_study(record.name):
             raise UsageError(f"a study named {record.name!r} already exists")
         with self._session() as session:

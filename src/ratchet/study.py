@@ -123,7 +123,13 @@ class Study:
 
     @cached_property
     def knobs(self) -> dict[str, Knob]:
-        return self._base_knobs()
+        """The knobs of the base code; every `[space]` name must be one of them."""
+        knobs = _knobs_in(self.base_sources)
+        for param in self.config.space:
+            if param.name not in knobs:
+                raise UsageError(f"ratchet.toml: [space].{param.name}: no module-level constant "
+                                 f"of that name in the editable files")
+        return knobs
 
     @cached_property
     def base_values(self) -> dict[str, Any]:
@@ -250,23 +256,12 @@ class Study:
 
     # internals
 
-    def _base_knobs(self) -> dict[str, Knob]:
-        knobs: dict[str, Knob] = {}
-        for path, source in self.base_sources.items():
-            for knob in find_knobs(source, path):
-                knobs.setdefault(knob.name, knob)
-        for param in self.config.space:
-            if param.name not in knobs:
-                raise UsageError(f"ratchet.toml: [space].{param.name}: no module-level constant "
-                                 f"of that name in the editable files")
-        return knobs
-
     def _knob_files(self, params: Mapping[str, Any], parent: str) -> dict[str, str]:
         """The files with the knobs set to `params`, on the code of `parent`."""
         sources, knobs = self.base_sources, self.knobs
         if parent != self.record.base_commit:  # knobs searched on code a kept change made
             sources = self.sources_at(parent)
-            knobs = {k.name: k for path, text in sources.items() for k in find_knobs(text, path)}
+            knobs = _knobs_in(sources)
         by_file: dict[str, dict[str, Any]] = {}
         for name, value in params.items():
             knob = knobs.get(name)
@@ -274,6 +269,9 @@ class Study:
                 raise PatchRejected(f"knob {name} no longer exists in the code")
             by_file.setdefault(knob.path, {})[name] = _like(knob.value, value)
         return {path: rewrite_knobs(sources[path], values) for path, values in by_file.items()}
+
+    def knobs_at(self, commit: str) -> dict[str, Knob]:
+        return _knobs_in(self.sources_at(commit))
 
     def sources_at(self, commit: str) -> dict[str, str]:
         """The editable Python files of `commit`."""
@@ -287,6 +285,15 @@ class Study:
 
     def _lock(self) -> _StudyLock:
         return _StudyLock(self.state_dir / "locks" / f"{self.name}.lock", self.name)
+
+
+def _knobs_in(sources: Mapping[str, str]) -> dict[str, Knob]:
+    """Knobs by name across files; the first definition of a name wins."""
+    knobs: dict[str, Knob] = {}
+    for path, source in sources.items():
+        for knob in find_knobs(source, path):
+            knobs.setdefault(knob.name, knob)
+    return knobs
 
 
 def _like(original: Any, value: Any) -> Any:

@@ -58,6 +58,8 @@ class EpisodeResult:
 def run_episode(chat: ChatModel, system: str, opening: str, tools: AgentTools,
                 limits: Limits, sleep: Callable[[float], None] = time.sleep,
                 specs: list[ToolSpec] | None = None) -> EpisodeResult:
+    specs = specs or TOOL_SPECS
+    offered = {spec.name for spec in specs}
     turns: list[Turn] = [UserTurn(opening)]
     usage, calls, nudges = Usage(), 0, 0
     ended = "finished"
@@ -65,7 +67,7 @@ def run_episode(chat: ChatModel, system: str, opening: str, tools: AgentTools,
         if usage.input_tokens + usage.output_tokens >= limits.max_tokens:
             ended = f"token limit ({limits.max_tokens}) reached"
             break
-        reply = _call_with_retries(chat, system, turns, specs or TOOL_SPECS, limits, sleep)
+        reply = _call_with_retries(chat, system, turns, specs, limits, sleep)
         usage = usage + reply.usage
         turns.append(AssistantTurn(reply.text, reply.tool_calls))
         if not reply.tool_calls:
@@ -76,7 +78,6 @@ def run_episode(chat: ChatModel, system: str, opening: str, tools: AgentTools,
             turns.append(UserTurn(NUDGE))
             continue
         results = []
-        offered = {spec.name for spec in specs or TOOL_SPECS}
         for call in reply.tool_calls:
             calls += 1
             if call.name not in offered:

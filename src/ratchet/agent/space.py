@@ -14,7 +14,7 @@ from typing import Any
 
 from ratchet.agent.episode import EpisodeResult, Limits, run_episode
 from ratchet.agent.tools import TOOL_SPECS, AgentTools, Finish, ToolFailure
-from ratchet.config import Param, _parse_space, _Reader
+from ratchet.config import Param, parse_space
 from ratchet.errors import ConfigError, RatchetError
 from ratchet.knobs import Knob, param_toml
 from ratchet.llm.chat import ChatModel, ToolSpec
@@ -61,7 +61,7 @@ def check_space(text: str, knobs: dict[str, Knob]) -> tuple[Param, ...]:
     if not isinstance(table, dict) or not table:
         raise ToolFailure("write_space: no knobs in the table")
     try:
-        params = _parse_space(_Reader("the proposed space"), table)
+        params = parse_space(table, "the proposed space")
     except ConfigError as exc:
         raise ToolFailure(f"write_space: {exc}") from None
     problems = [p for param in params if (p := _problem(param, knobs))]

@@ -32,8 +32,8 @@ class OpenAIChat:
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  timeout_s: float = 120.0, max_retries: int = 4) -> None:
         self.model = model
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or _key_or_placeholder(),
-                                    timeout=timeout_s, max_retries=max_retries)
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s,
+                                    max_retries=max_retries)
 
     def complete(self, system: str, turns: list[Turn], tools: list[ToolSpec],
                  max_tokens: int = 4096) -> Reply:
@@ -82,9 +82,3 @@ def _usage(response: Any) -> Usage:
     cached = getattr(details, "cached_tokens", 0) or 0
     return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, cached)
 
-
-def _key_or_placeholder() -> str | None:
-    import os
-
-    # Local servers need no key, but the SDK insists on one: a placeholder, never logged.
-    return None if os.environ.get("OPENAI_API_KEY") else "not-needed"

@@ -1,7 +1,8 @@
 """What tokens cost: a bundled table of dollars per million tokens, overridable by the task.
 
 The table is a snapshot (see PRICES_AS_OF); providers change prices, so a task file can set
-its own under `[llm.prices]`. A model missing from both is priced at zero and says so.
+its own under `[agent.prices.<model>]`. A model missing from both is priced at zero (the
+agent proposer warns once).
 """
 
 from __future__ import annotations

@@ -7,19 +7,17 @@ from typing import TYPE_CHECKING
 from ratchet.errors import UsageError
 from ratchet.proposers.base import PatchProposer, Proposal, ProposalContext, Proposer
 from ratchet.proposers.classical import SAMPLERS, ClassicalProposer
+from ratchet.records import EXTERNAL, IMPORTED
 
 if TYPE_CHECKING:
     from ratchet.study import Study
 
 AGENTS = ("agent", "hybrid")
 CLI_AGENTS = ("claude-code", "codex", "aider")
-IMPORTED = "import"  # an autoresearch results log brought in by `ratchet import`
-EXTERNAL = "external"  # changes come from outside: `ratchet try`, `ratchet mcp`
 PROPOSERS = (*SAMPLERS, *AGENTS, *CLI_AGENTS, EXTERNAL)
-NEEDS_MODEL = AGENTS
 
-__all__ = ["PROPOSERS", "PatchProposer", "Proposal", "ProposalContext", "Proposer",
-           "create_proposer"]
+__all__ = ["EXTERNAL", "IMPORTED", "PROPOSERS", "PatchProposer", "Proposal", "ProposalContext",
+           "Proposer", "create_proposer"]
 
 
 def create_proposer(study: Study) -> Proposer:

@@ -46,10 +46,9 @@ class AgentProposer(Proposer):
     def propose(self, context: ProposalContext) -> Proposal | None:
         return self.propose_with(context)
 
-    def propose_with(self, context: ProposalContext, briefing: str = "",
-                     parent: str | None = None) -> Proposal:
-        """One episode on `parent` (default: the best code); `briefing` is added to the prompt."""
-        parent = parent or context.best.commit or self.study.record.base_commit
+    def propose_with(self, context: ProposalContext, briefing: str = "") -> Proposal:
+        """One episode on the best code; `briefing` is added to the prompt."""
+        parent = context.best.commit or self.study.record.base_commit
         files, read_only = self.brief.code_at(parent)
         opening = self.brief.opening(context.best, files, briefing)
         tools = AgentTools(files, read_only, self.study.config.editable,
@@ -75,8 +74,8 @@ class AgentProposer(Proposer):
                                                       number).diff
             except PatchRejected as exc:
                 description = f"rejected: {exc}"
-        return Proposal(description=description, patch=patch, parent=parent, kind="proposal",
-                        usage=usage, llm_usd=cost_usd(usage, self.price), rationale=rationale)
+        return Proposal(description=description, patch=patch, parent=parent, usage=usage,
+                        llm_usd=cost_usd(usage, self.price), rationale=rationale)
 
     def _save_transcript(self, number: int, result: EpisodeResult) -> None:
         path = Path(self.study.log_path(number)).with_suffix(".agent.json")

@@ -9,6 +9,7 @@ CLI's own report where it gives one, else from the price table when the model is
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -94,9 +95,10 @@ class CliAgentProposer(Proposer):
         log = Path(self.study.log_path(context.number)).with_suffix(".agent.log")
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")
+        # The CLI needs its own login and keys (the evaluation never gets them).
         outcome = ProcessRunner().run(shlex.join(self.cli.argv(prompt, self.model)),
-                                      self.worktree, _environment(), self.study.config.agent
-                                      .cli_timeout_s, log)
+                                      self.worktree, dict(os.environ),
+                                      self.study.config.agent.cli_timeout_s, log)
         output = log.read_text(errors="replace")
         if outcome.returncode != 0 and not outcome.timed_out:
             raise CliAgentError(f"{self.name} failed (exit {outcome.returncode}): "
@@ -122,12 +124,6 @@ class CliAgentProposer(Proposer):
         repo = self.study.repo
         repo.git("add", "-A", "--", ".", *IGNORED, cwd=self.worktree)
         return repo.git("diff", "--cached", "--binary", parent, cwd=self.worktree)
-
-
-def _environment() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)  # the CLI needs its own login and keys; the evaluation never sees them
 
 
 def _claude_report(output: str) -> Report:

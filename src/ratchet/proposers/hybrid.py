@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ratchet.knobs import find_knobs
 from ratchet.proposers.agent import AgentProposer
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 from ratchet.proposers.classical import ClassicalProposer
@@ -58,17 +57,13 @@ class HybridProposer(Proposer):
             return
         if experiment.scope == "in" and experiment.status in (KEEP, DISCARD) \
                 and experiment.value is not None and experiment.commit:
-            self.classical.add_known(experiment.number, self._knobs_at(experiment.commit),
-                                     experiment.value)
+            values = {k.name: k.value for k in self.study.knobs_at(experiment.commit).values()}
+            self.classical.add_known(experiment.number, values, experiment.value)
         elif experiment.scope == "outside" and experiment.status == KEEP and experiment.commit:
             self.code_base = experiment.commit
 
     def recover(self, unfinished: list[Experiment]) -> None:
         self.classical.recover(unfinished)
-
-    def _knobs_at(self, commit: str) -> dict[str, object]:
-        return {k.name: k.value for path, text in self.study.sources_at(commit).items()
-                for k in find_knobs(text, path)}
 
     def _latest_structural_base(self) -> str:
         """On resume: the commit of the last kept structural change, or the study's base."""
