@@ -20,7 +20,11 @@ GREEDY = ('rule = "noise-aware"\nbaseline_runs = 3', 'rule = "greedy"\nbaseline_
 def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     install(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
-    log = tmp_path / "prompts.jsonl"
+    # A CLI runs sandboxed: its private /tmp is gone afterwards, its HOME (its login) stays.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    log = home / "prompts.jsonl"
     monkeypatch.setenv("FAKE_PROMPTS", str(log))
     return log
 

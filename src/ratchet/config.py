@@ -19,6 +19,7 @@ from ratchet.units import parse_duration, parse_memory
 TASK_FILE = "ratchet.toml"
 GOALS = ("minimize", "maximize")
 RULES = ("noise-aware", "greedy")
+SANDBOX_MODES = ("bwrap", "none")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,15 @@ class DecisionConfig:
 
 
 @dataclass(frozen=True)
+class SandboxConfig:
+    """What the code under evaluation may reach (see `ratchet.sandbox`)."""
+
+    mode: str = "bwrap"
+    network: bool = False
+    read_only: tuple[str, ...] = ()  # extra paths it may read: datasets, caches
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """How the LLM proposers work: model, endpoint, program, and their bounds."""
 
@@ -81,8 +91,12 @@ class TaskConfig:
     editable: tuple[str, ...]
     command: str
     protected: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()  # protected files only the evaluate phase may read
     evaluate: str | None = None
+    predict: str | None = None  # runs edited code for the evaluator, without the hidden files
     timeout_s: float = 600.0
+    budget_s: float | None = None  # the command phase's compute budget, enforced in wall time
+    budget_grace_s: float = 0.0
     memory_limit_bytes: int | None = None
     env_allow: tuple[str, ...] = ()
     metric: MetricConfig = field(default_factory=lambda: MetricConfig(name="score"))
@@ -92,10 +106,16 @@ class TaskConfig:
     compute_usd_per_hour: float = 0.0
     space: tuple[Param, ...] = ()
     agent: AgentConfig = field(default_factory=AgentConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     @property
     def minimize(self) -> bool:
         return self.metric.goal == "minimize"
+
+
+def default_grace(budget_s: float) -> float:
+    """Time past the budget for start-up, data loading and saving: a quarter, at least 10 s."""
+    return max(10.0, 0.25 * budget_s)
 
 
 def metric_regex(name: str, pattern: str | None = None) -> re.Pattern[str]:
@@ -119,15 +139,17 @@ def load_config(root: Path, file_name: str = TASK_FILE) -> TaskConfig:
 def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -> TaskConfig:
     reader = _Reader(file_name)
     reader.only_sections(data, {"task", "metric", "holdout", "decision", "cost", "space",
-                                "agent"})
+                                "agent", "sandbox"})
     task = reader.section(data, "task", required=True)
-    reader.only_keys(task, "task", {"name", "editable", "protected", "command", "evaluate",
-                                     "timeout", "memory_limit", "env_allow"})
+    reader.only_keys(task, "task", {"name", "editable", "protected", "hidden", "command",
+                                     "evaluate", "predict", "timeout", "budget", "budget_grace",
+                                     "memory_limit", "env_allow"})
     metric = _parse_metric(reader, reader.section(data, "metric", required=True))
     editable = reader.globs(task, "task", "editable", required=True)
+    hidden = reader.globs(task, "task", "hidden")
     protected = reader.globs(task, "task", "protected")
     agent = _parse_agent(reader, reader.section(data, "agent"))
-    for fixed in (TASK_FILE, agent.program):  # never a proposer's to change
+    for fixed in (TASK_FILE, agent.program, *hidden):  # never a proposer's to change
         if fixed and fixed not in protected:
             protected = (*protected, fixed)
     evaluate = reader.string(task, "task", "evaluate")
@@ -136,9 +158,12 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         name=reader.string(task, "task", "name") or root.resolve().name,
         editable=editable,
         protected=protected,
+        hidden=hidden,
         command=reader.string(task, "task", "command", required=True) or "",
         evaluate=evaluate,
+        predict=reader.string(task, "task", "predict"),
         timeout_s=reader.duration(task, "task", "timeout", default=600.0),
+        **_parse_budget(reader, task),
         memory_limit_bytes=reader.memory(task, "task", "memory_limit"),
         env_allow=reader.globs(task, "task", "env_allow"),
         metric=metric,
@@ -146,10 +171,51 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         compute_usd_per_hour=_parse_cost(reader, reader.section(data, "cost")),
         space=_parse_space(reader, reader.section(data, "space")),
         agent=agent,
+        sandbox=_parse_sandbox(reader, reader.section(data, "sandbox")),
         **_parse_holdout(reader, reader.section(data, "holdout")),
     )
     _check_evaluate_is_protected(reader, config)
+    _check_phases(reader, config)
     return config
+
+
+def _parse_budget(reader: _Reader, task: dict[str, Any]) -> dict[str, Any]:
+    if "budget" not in task:
+        if "budget_grace" in task:
+            reader.fail("task", "budget_grace", "needs [task].budget")
+        return {}
+    budget = reader.duration(task, "task", "budget", default=0.0)
+    grace = reader.duration(task, "task", "budget_grace", default=default_grace(budget))
+    timeout = reader.duration(task, "task", "timeout", default=600.0)
+    if budget + grace >= timeout:
+        reader.fail("task", "budget", f"{budget:g}s plus its grace of {grace:g}s must be shorter "
+                    f"than [task].timeout ({timeout:g}s), which covers every phase")
+    return {"budget_s": budget, "budget_grace_s": grace}
+
+
+def _parse_sandbox(reader: _Reader, section: dict[str, Any]) -> SandboxConfig:
+    reader.only_keys(section, "sandbox", {"mode", "network", "read_only"})
+    mode = reader.string(section, "sandbox", "mode") or "bwrap"
+    if mode not in SANDBOX_MODES:
+        reader.fail("sandbox", "mode", f"must be 'bwrap' or 'none', got {mode!r}")
+    network = section.get("network", False)
+    if not isinstance(network, bool):
+        reader.fail("sandbox", "network", "must be true or false")
+    paths = section.get("read_only", [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        reader.fail("sandbox", "read_only", "must be a list of paths")
+    for path in paths:
+        if ".." in Path(path).parts:
+            reader.fail("sandbox", "read_only", f"{path!r}: '..' is not allowed")
+    return SandboxConfig(mode=mode, network=network, read_only=tuple(paths))
+
+
+def _check_phases(reader: _Reader, config: TaskConfig) -> None:
+    if config.predict and not config.evaluate:
+        reader.fail("task", "predict", "needs [task].evaluate, the phase it serves")
+    for pattern in config.hidden:
+        if matches_any(pattern, config.editable):
+            reader.fail("task", "hidden", f"{pattern!r} is editable; hidden files are protected")
 
 
 def parse_space(table: dict[str, Any], source: str) -> tuple[Param, ...]:
@@ -300,12 +366,13 @@ def _parse_param(reader: _Reader, name: str, spec: Any) -> Param:
 
 def _check_evaluate_is_protected(reader: _Reader, config: TaskConfig) -> None:
     """The protected phase must not run an editable file, or edited code could forge the metric."""
-    for command, key in ((config.evaluate, "evaluate"), (config.holdout_command, "command")):
+    for command, section, key in ((config.evaluate, "task", "evaluate"),
+                                  (config.predict, "task", "predict"),
+                                  (config.holdout_command, "holdout", "command")):
         if not command:
             continue
         for token in command.split():
             if matches_any(token, config.editable):
-                section = "task" if key == "evaluate" else "holdout"
                 reader.fail(section, key, f"runs {token!r}, which is editable; the protected "
                             "phase may only run protected files")
 

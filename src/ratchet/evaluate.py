@@ -1,49 +1,43 @@
-"""Running a candidate: the command in its own process group, limits, and the metric read back.
+"""Evaluating a candidate: its phases, each in a sandbox, the protected files, the metric.
 
-The run goes in phases: the task's command (edited code runs here), then the protected
-`evaluate` command if the task has one. The metric is read only from the last phase, so a line
-printed by edited code cannot forge it when a protected phase exists. Protected files are hashed
-before, between and after the phases; any change voids the run.
+The run goes in phases: the task's command (edited code runs here, under the compute budget,
+without the hidden files), then the protected `evaluate` command if the task has one (it alone
+sees the hidden files; a protected `predict` process beside it runs the edited model for it,
+again without them, and they talk over two pipes). The metric is read only from the last phase,
+so a line printed by edited code cannot forge it when a protected phase exists. Protected files
+are hashed before, between and after the phases; any change voids the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ratchet.config import TaskConfig, metric_regex
+from ratchet.globs import matches_any
+from ratchet.process import ProcessOutcome, ProcessRunner
+from ratchet.sandbox import Sandbox
+from ratchet.units import format_memory
 from ratchet.workspace import digest_changes, protected_digest
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 # A protected evaluate phase may void a run it refuses to score (a non-causal model, say).
 VOID_LINE = re.compile(r"^ratchet-void:\s*(?P<reason>.+)$", re.MULTILINE)
-KILL_GRACE_S = 2.0
+BUDGET_VARIABLE = "RATCHET_TIME_BUDGET"  # seconds the command phase may train
+PREDICT_VARIABLE = "RATCHET_PREDICT_FDS"  # "<write fd>,<read fd>" of the pipes to `predict`
+PREDICT_EXIT_GRACE_S = 2.0
 
 
 class MetricError(ValueError):
     """The output holds no usable metric value; the message says why."""
-
-
-@dataclass
-class ProcessOutcome:
-    returncode: int | None
-    timed_out: bool
-    wall_s: float
-    cpu_s: float
-    peak_mem_mb: float
-    cancelled: bool = False
 
 
 @dataclass
@@ -106,83 +100,17 @@ def _finite(raw: object, name: str) -> float:
     return value
 
 
-class ProcessRunner:
-    """Runs shell commands each in a new process group, killing the whole group when done."""
-
-    def __init__(self, on_start: Callable[[int], None] | None = None) -> None:
-        self.on_start = on_start
-        self._groups: set[int] = set()
-        self._cancelled = False
-        self._lock = threading.Lock()
-
-    def cancel(self) -> None:
-        """Kill whatever this runner is running now and refuse to start more."""
-        with self._lock:
-            self._cancelled = True
-            groups = list(self._groups)
-        for pgid in groups:
-            kill_group(pgid, signal.SIGKILL)
-
-    def run(self, command: str, cwd: Path, env: Mapping[str, str], timeout_s: float,
-            log: Path, memory_limit_bytes: int | None = None) -> ProcessOutcome:
-        if memory_limit_bytes:
-            command = f"ulimit -v {memory_limit_bytes // 1024} && {command}"
-        start = time.monotonic()
-        with self._lock:
-            if self._cancelled:
-                return ProcessOutcome(None, False, 0.0, 0.0, 0.0, cancelled=True)
-            with open(log, "ab") as out:
-                proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=dict(env),
-                                        stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-            self._groups.add(proc.pid)
-        if self.on_start:
-            self.on_start(proc.pid)
-        try:
-            status, usage, timed_out = _wait_or_kill(proc.pid, timeout_s)
-        finally:
-            kill_group(proc.pid, signal.SIGKILL)  # leftovers: background children, orphans
-            with self._lock:
-                self._groups.discard(proc.pid)
-                cancelled = self._cancelled
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        return ProcessOutcome(
-            returncode=proc.returncode,
-            timed_out=timed_out,
-            wall_s=time.monotonic() - start,
-            cpu_s=usage.ru_utime + usage.ru_stime,
-            peak_mem_mb=usage.ru_maxrss / 1024.0,
-            cancelled=cancelled and not timed_out,
-        )
-
-
-def _wait_or_kill(pid: int, timeout_s: float) -> tuple[int, os.struct_rusage, bool]:
-    """Wait for `pid`; past the timeout, SIGTERM its group, then SIGKILL it after a grace."""
-    box: dict[str, tuple[int, int, os.struct_rusage]] = {}
-    waiter = threading.Thread(target=lambda: box.setdefault("r", os.wait4(pid, 0)), daemon=True)
-    waiter.start()
-    waiter.join(timeout_s)
-    timed_out = waiter.is_alive()
-    if timed_out:
-        kill_group(pid, signal.SIGTERM)
-        waiter.join(KILL_GRACE_S)
-        kill_group(pid, signal.SIGKILL)
-        waiter.join()
-    _, status, usage = box["r"]
-    return status, usage, timed_out
-
-
-def kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
 class Evaluator:
-    """Evaluates one candidate checked out in `worktree`, phase by phase."""
+    """Evaluates one candidate checked out in `worktree`, phase by phase, each in a sandbox.
 
-    def __init__(self, config: TaskConfig, base_env: Mapping[str, str] | None = None) -> None:
+    `conceal` lists what no phase may see (the user's repository, the store, git metadata).
+    """
+
+    def __init__(self, config: TaskConfig, base_env: Mapping[str, str] | None = None,
+                 conceal: Iterable[Path] = ()) -> None:
         self.config = config
         self.base_env = base_env  # None: the process environment at the time of each run
+        self.conceal = tuple(conceal)
 
     def environment(self) -> dict[str, str]:
         agent_key = self.config.agent.api_key_env  # the agent's key, whatever it is called
@@ -192,30 +120,55 @@ class Evaluator:
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
         return env
 
+    def sandbox(self, worktree: Path, *, sees_hidden: bool, writable: bool = True) -> Sandbox:
+        """The rules of one phase: hidden files only where `sees_hidden`."""
+        cfg = self.config
+        read_only = tuple(self._read_only(worktree))
+        hidden = () if sees_hidden else tuple(_hidden_files(worktree, read_only, cfg.hidden))
+        return Sandbox(workdir=worktree, writable=writable, network=cfg.sandbox.network,
+                       conceal=self.conceal, hidden=hidden, read_only=read_only)
+
+    def _read_only(self, worktree: Path) -> Iterable[tuple[Path, Path]]:
+        """`[sandbox].read_only`: absolute paths where they are; relative ones (data beside
+        the repository's code) placed at the same place in the work tree."""
+        for entry in self.config.sandbox.read_only:
+            path = Path(entry).expanduser()
+            if path.is_absolute():
+                yield path, path
+            else:
+                yield self.config.root / path, worktree / path
+
     def evaluate(self, worktree: Path, log: Path, runner: ProcessRunner,
-                 extra_env: Mapping[str, str] | None = None) -> RunResult:
+                 extra_env: Mapping[str, str] | None = None, horizon: float = 1.0) -> RunResult:
         cfg = self.config
         env = {**self.environment(), **(extra_env or {})}
-        deadline = time.monotonic() + cfg.timeout_s
+        if cfg.budget_s is not None:
+            env[BUDGET_VARIABLE] = f"{cfg.budget_s * horizon:g}"
+        deadline = time.monotonic() + cfg.timeout_s * horizon
         expected = protected_digest(worktree, cfg.protected)
         result = RunResult(status="ok")
-        phases = [("command", cfg.command)]
+        output, outcome, budget_reason = self._command_phase(worktree, env, deadline, log, runner,
+                                                             horizon)
+        all_output = output
+        _account(result, outcome)
+        failure = self._failure("command", outcome, worktree, expected, budget_reason)
+        if failure:
+            result.status, result.reason = failure
+            return result
         if cfg.evaluate:
-            phases.append(("evaluate", cfg.evaluate))
-        output, all_output = "", ""
-        for phase, command in phases:
-            if phase == "evaluate" and cfg.metric.file:
+            if cfg.metric.file:
                 # edited code must not be able to pre-write the result file
                 (worktree / cfg.metric.file).unlink(missing_ok=True)
-            output, outcome = self._phase(phase, command, worktree, env, deadline, log, runner)
+            output, outcome = self._scoring_phase("evaluate", cfg.evaluate, worktree, env,
+                                                  deadline, log, runner)
             all_output += output
             _account(result, outcome)
-            refused = VOID_LINE.search(output) if phase == "evaluate" else None
+            refused = VOID_LINE.search(output)
             if refused:
                 result.status = "void"
                 result.reason = f"the evaluator refused to score it: {refused.group('reason')}"
                 return result
-            failure = self._failure(phase, outcome, worktree, expected)
+            failure = self._failure("evaluate", outcome, worktree, expected)
             if failure:
                 result.status, result.reason = failure
                 return result
@@ -229,27 +182,80 @@ class Evaluator:
             result.holdout = self._holdout(worktree, env, deadline, log, runner, expected, result)
         return result
 
-    def _phase(self, phase: str, command: str, worktree: Path, env: Mapping[str, str],
-               deadline: float, log: Path, runner: ProcessRunner) -> tuple[str, ProcessOutcome]:
-        offset = log.stat().st_size if log.exists() else 0
-        with open(log, "a") as f:
-            f.write(f"==> ratchet: {phase}: {command}\n")
-        remaining = max(deadline - time.monotonic(), 0.001)
-        outcome = runner.run(command, worktree, env, remaining, log, self.config.memory_limit_bytes)
-        with open(log, "rb") as f:
-            f.seek(offset)
-            output = f.read().decode("utf-8", errors="replace")
-        return output, outcome
+    def _command_phase(self, worktree: Path, env: Mapping[str, str], deadline: float, log: Path,
+                       runner: ProcessRunner,
+                       horizon: float) -> tuple[str, ProcessOutcome, str | None]:
+        """The command phase's output, outcome, and what to say if it was stopped by its
+        compute budget (measured in wall time, so a slowed clock inside gains nothing)."""
+        cfg = self.config
+        limit, budget_reason = deadline - time.monotonic(), None
+        if cfg.budget_s is not None and cfg.budget_s * horizon + cfg.budget_grace_s < limit:
+            limit = cfg.budget_s * horizon + cfg.budget_grace_s
+            budget_reason = (f"over budget: the command phase ran past its compute budget of "
+                             f"{cfg.budget_s * horizon:g}s + {cfg.budget_grace_s:g}s grace "
+                             "(wall time; killed)")
+        sandbox = self.sandbox(worktree, sees_hidden=False)
+        with _PhaseOutput(log, "command", cfg.command) as phase:
+            phase.outcome = runner.run(cfg.command, sandbox, env, max(limit, 0.001), log,
+                                       cfg.memory_limit_bytes)
+        return phase.output, phase.outcome, budget_reason
+
+    def _scoring_phase(self, name: str, command: str, worktree: Path, env: Mapping[str, str],
+                       deadline: float, log: Path,
+                       runner: ProcessRunner) -> tuple[str, ProcessOutcome]:
+        """A protected phase that sees the hidden files; with `predict`, the edited model runs
+        beside it in a read-only sandbox without them, reached through two pipes."""
+        cfg = self.config
+        limit = max(deadline - time.monotonic(), 0.001)
+        sandbox = self.sandbox(worktree, sees_hidden=True)
+        with _PhaseOutput(log, name, command) as phase:
+            if not cfg.predict:
+                phase.outcome = runner.run(command, sandbox, env, limit, log,
+                                           cfg.memory_limit_bytes)
+            else:
+                phase.outcome = self._with_predictor(command, sandbox, env, limit, log, runner)
+        return phase.output, phase.outcome
+
+    def _with_predictor(self, command: str, sandbox: Sandbox, env: Mapping[str, str],
+                        limit: float, log: Path, runner: ProcessRunner) -> ProcessOutcome:
+        cfg = self.config
+        assert cfg.predict
+        to_model_r, to_model_w = os.pipe()
+        from_model_r, from_model_w = os.pipe()
+        model_box = self.sandbox(sandbox.workdir, sees_hidden=False, writable=False)
+        model = runner.start(cfg.predict, model_box, env, log, cfg.memory_limit_bytes,
+                             stdin=to_model_r, stdout=from_model_w)
+        os.close(to_model_r)
+        os.close(from_model_w)
+        scorer_env = {**env, PREDICT_VARIABLE: f"{to_model_w},{from_model_r}"}
+        try:
+            scorer = runner.start(command, sandbox, scorer_env, log, cfg.memory_limit_bytes,
+                                  pass_fds=(to_model_w, from_model_r))
+        finally:
+            os.close(to_model_w)
+            os.close(from_model_r)
+        outcome = runner.finish(scorer, limit)
+        helper = runner.finish(model, PREDICT_EXIT_GRACE_S)
+        outcome.cpu_s += helper.cpu_s
+        outcome.peak_mem_mb = max(outcome.peak_mem_mb, helper.peak_mem_mb)
+        outcome.memory_exceeded = outcome.memory_exceeded or helper.memory_exceeded
+        return outcome
 
     def _failure(self, phase: str, outcome: ProcessOutcome, worktree: Path,
-                 expected: Mapping[str, str]) -> tuple[str, str] | None:
+                 expected: Mapping[str, str],
+                 timeout_reason: str | None = None) -> tuple[str, str] | None:
         changed = digest_changes(expected, protected_digest(worktree, self.config.protected))
         if changed:
             return "void", f"protected files changed during the {phase} phase: {', '.join(changed)}"
         if outcome.cancelled:
             return "interrupted", "stopped by the user"
+        if outcome.memory_exceeded:
+            limit = format_memory(self.config.memory_limit_bytes or 0)
+            return "crash", (f"{phase} phase killed: its processes together used more than the "
+                             f"memory limit of {limit}")
         if outcome.timed_out:
-            return "timeout", f"timed out after {self.config.timeout_s:g}s (process group killed)"
+            return "timeout", timeout_reason or (f"timed out after {self.config.timeout_s:g}s "
+                                                 "(process group killed)")
         if outcome.returncode != 0:
             return "crash", f"{phase} phase exited with code {outcome.returncode}"
         return None
@@ -264,8 +270,8 @@ class Evaluator:
                  runner: ProcessRunner, expected: Mapping[str, str],
                  result: RunResult) -> float | None:
         assert self.config.holdout_command
-        output, outcome = self._phase("holdout", self.config.holdout_command, worktree, env,
-                                      deadline, log, runner)
+        output, outcome = self._scoring_phase("holdout", self.config.holdout_command, worktree,
+                                              env, deadline, log, runner)
         _account(result, outcome)
         if self._failure("holdout", outcome, worktree, expected):
             return None
@@ -274,6 +280,46 @@ class Evaluator:
             return parse_metric(output, name)
         except MetricError:
             return None
+
+
+class _PhaseOutput:
+    """Marks a phase in the log and reads back what the phase wrote to it."""
+
+    def __init__(self, log: Path, name: str, command: str) -> None:
+        self.log, self.name, self.command = log, name, command
+        self.output = ""
+        self.outcome: ProcessOutcome
+
+    def __enter__(self) -> _PhaseOutput:
+        self.offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "a") as f:
+            f.write(f"==> ratchet: {self.name}: {self.command}\n")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with open(self.log, "rb") as f:
+            f.seek(self.offset)
+            self.output = f.read().decode("utf-8", errors="replace")
+
+
+def _hidden_files(worktree: Path, read_only: Iterable[tuple[Path, Path]],
+                  hidden: Iterable[str]) -> list[Path]:
+    """Every file a hidden glob covers: in the work tree, and in data placed inside it."""
+    hidden = tuple(hidden)
+    if not hidden:
+        return []
+    roots = [(worktree, worktree)] + [(src, dst) for src, dst in read_only
+                                      if dst.is_relative_to(worktree) and src.is_dir()]
+    found = []
+    for source, target in roots:
+        for dirpath, dirnames, filenames in os.walk(source):
+            dirnames[:] = [d for d in dirnames if d != ".git"]
+            for name in filenames:
+                rel = (Path(dirpath) / name).relative_to(source)
+                placed = (target / rel).relative_to(worktree).as_posix()
+                if matches_any(placed, hidden):
+                    found.append(target / rel)
+    return found
 
 
 def _account(result: RunResult, outcome: ProcessOutcome) -> None:

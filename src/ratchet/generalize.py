@@ -1,7 +1,8 @@
 """`ratchet generalize`: does a study's best solution stay best when trained longer?
 
 Each study's best commit is re-run at several horizons (multiples of the task's budget, passed
-to the command as RATCHET_HORIZON; the timeout scales with it), several times each, and every
+to the command as RATCHET_HORIZON; the timeout and the enforced compute budget, handed over as
+RATCHET_TIME_BUDGET, scale with it), several times each, and every
 run is stored. The statistics are a pure function of those runs: per method and horizon the
 mean and spread over seeds (each seed's runs averaged first), and for each pair of methods
 Welch's t-test on the per-seed means, from scipy, with its p-value.
@@ -9,7 +10,6 @@ Welch's t-test on the per-seed means, from scipy, with its p-value.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from ratchet.evaluate import Evaluator, ProcessRunner
+from ratchet.loop import SilentReporter
+from ratchet.process import ProcessRunner
 from ratchet.records import GeneralizationRun
 from ratchet.study import Study
 
@@ -34,19 +35,17 @@ def generalize_study(study: Study, horizons: Sequence[float], runs: int,
     done = {(g.horizon, g.run) for g in study.store.generalization(study.id)
             if g.experiment_number == best.number}
     worktree = study.state_dir / "worktrees" / study.name / "generalize"
-    if not worktree.exists():
-        study.repo.add_worktree(worktree, best.commit)
+    study.check_sandbox(SilentReporter())
     made = 0
     for horizon, run in itertools.product(horizons, range(runs)):
         if (horizon, run) in done:
             continue
-        study.repo.checkout_clean(worktree, best.commit)
-        config = dataclasses.replace(study.config, timeout_s=study.config.timeout_s * horizon)
+        study.repo.export(best.commit, worktree)
         name = f"generalize-{best.number}-h{horizon:g}-{run}.log"
         log = study.state_dir / "logs" / study.name / name
         log.parent.mkdir(parents=True, exist_ok=True)
-        result = Evaluator(config).evaluate(worktree, log, ProcessRunner(),
-                                            {HORIZON_VARIABLE: f"{horizon:g}"})
+        result = study.evaluator.evaluate(worktree, log, ProcessRunner(study.launcher),
+                                          {HORIZON_VARIABLE: f"{horizon:g}"}, horizon=horizon)
         study.store.add_generalization(GeneralizationRun(
             study_id=study.id, experiment_number=best.number, horizon=horizon, run=run,
             status=result.status, value=result.value if result.status == "ok" else None,

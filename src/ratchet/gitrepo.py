@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,3 +121,28 @@ class GitRepo:
         """Put `worktree` at exactly `commit`: tracked files reset, everything else removed."""
         self.git("checkout", "--force", "--detach", "--quiet", commit, cwd=worktree)
         self.git("clean", "-ffdxq", cwd=worktree)
+
+    def export(self, commit: str, directory: Path) -> None:
+        """Make `directory` hold exactly `commit`'s files and nothing else. It has no git
+        metadata, so code run there cannot reach the repository (or its hooks) through it."""
+        remove_tree(directory)
+        directory.mkdir(parents=True)
+        with tempfile.TemporaryDirectory(prefix="ratchet-export-") as scratch:
+            env = {"GIT_INDEX_FILE": os.path.join(scratch, "index")}
+            self.git("--work-tree", str(directory), "read-tree", "--reset", "-u", commit, env=env)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete `path` and everything under it, whatever permissions code left on it; links are
+    removed, never followed."""
+    def allow_and_retry(function, failed, _info):  # type: ignore[no-untyped-def]
+        parent = os.path.dirname(failed)
+        os.chmod(parent, os.stat(parent).st_mode | stat.S_IRWXU)
+        if os.path.isdir(failed) and not os.path.islink(failed):
+            os.chmod(failed, stat.S_IRWXU)
+        function(failed)
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, onerror=allow_and_retry)

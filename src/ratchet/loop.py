@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from ratchet.decide import RERUN, decide, noise_sigma
 from ratchet.errors import RatchetError
-from ratchet.evaluate import ProcessRunner, RunResult
+from ratchet.evaluate import RunResult
+from ratchet.process import ProcessRunner
 from ratchet.proposers.base import ProposalContext, Proposer
 from ratchet.records import (
     DISCARD,
@@ -172,7 +173,8 @@ class Engine:
                 return
             experiment.status, experiment.slot = RUNNING, slot.index
             self.store.save_experiment(experiment)
-            slot.runner = ProcessRunner(on_start=self._pgid_recorder(experiment))
+            slot.runner = ProcessRunner(self.study.launcher,
+                                        on_start=self._pgid_recorder(experiment))
             future = pool.submit(self.study.evaluate_in_slot, experiment, slot)
             self.in_flight[future] = (experiment, slot)
 

@@ -99,6 +99,16 @@ class _GeneralizationRow(_Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
+def sqlite_files(url: str) -> list[Path]:
+    """The files of a SQLite store (database, WAL, shared memory); none for a server."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database \
+            or parsed.database == ":memory:":
+        return []
+    database = Path(parsed.database).resolve()
+    return [database, *(Path(f"{database}{suffix}") for suffix in ("-wal", "-shm", "-journal"))]
+
+
 def default_url(repo_root: Path) -> str:
     return f"sqlite:///{repo_root / STATE_DIR / 'ratchet.db'}"
 

@@ -18,16 +18,18 @@ from typing import Any
 
 from ratchet.config import TaskConfig, load_config
 from ratchet.errors import PatchRejected, UsageError
-from ratchet.evaluate import Evaluator, RunResult, kill_group
+from ratchet.evaluate import Evaluator, RunResult
 from ratchet.gitrepo import GitRepo
 from ratchet.globs import matches_any
 from ratchet.knobs import Knob, find_knobs, rewrite_knobs
-from ratchet.loop import Budget, Engine, Progress, Reporter, Slot
+from ratchet.loop import Budget, Engine, Progress, Reporter, SilentReporter, Slot
+from ratchet.process import kill_group
 from ratchet.proposers import IMPORTED, PatchProposer, Proposer, create_proposer
 from ratchet.proposers import check_proposer_name as _check_proposer_name
 from ratchet.records import KEEP, Experiment, StudyRecord
+from ratchet.sandbox import Launcher, launcher_for
 from ratchet.scope import classify
-from ratchet.store import STATE_DIR, Store, default_url
+from ratchet.store import STATE_DIR, Store, default_url, sqlite_files
 from ratchet.workspace import Candidate, CandidateBuilder, study_branch
 
 
@@ -113,7 +115,8 @@ class Study:
                  repo: GitRepo) -> None:
         self.store, self.record, self.config, self.repo = store, record, config, repo
         self.state_dir = repo.root / STATE_DIR
-        self.evaluator = Evaluator(config)
+        self.launcher: Launcher = launcher_for(config.sandbox.mode)
+        self.evaluator = Evaluator(config, conceal=self.concealed_paths())
         self.builder = CandidateBuilder(repo, record.name, config.editable, config.protected)
 
     @cached_property
@@ -168,6 +171,7 @@ class Study:
             raise UsageError("--parallel must be at least 1")
         proposer = proposer or create_proposer(self)
         budget = Budget(max_experiments, max_time_s, max_usd)
+        self.check_sandbox(reporter or SilentReporter())
         self._ensure_branch()
         with self._lock():
             return Engine(self, proposer, budget, parallel, gpus, reporter).run()
@@ -202,9 +206,7 @@ class Study:
             experiment.commit, experiment.diff = candidate.commit, candidate.diff
             experiment.scope = self.scope_of(candidate.parent, candidate.commit)
             self.store.save_experiment(experiment)
-        if not slot.worktree.exists():
-            self.repo.add_worktree(slot.worktree, experiment.commit)
-        self.repo.checkout_clean(slot.worktree, experiment.commit)
+        self.repo.export(experiment.commit, slot.worktree)
         log = Path(experiment.log_path or self.log_path(experiment.number))
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {"RATCHET_STUDY": self.name, "RATCHET_EXPERIMENT": str(experiment.number),
@@ -241,6 +243,24 @@ class Study:
         branch = study_branch(self.name)
         diff = self.repo.diff(self.record.base_commit, f"refs/heads/{branch}")
         return BestResult(experiment=best, branch=branch, diff=diff)
+
+    def concealed_paths(self) -> list[Path]:
+        """What no sandboxed process may see: the repository (its git metadata, `.ratchet/`
+        with the store, logs and every work tree but its own), and a store kept elsewhere."""
+        common = self.repo.git("rev-parse", "--path-format=absolute", "--git-common-dir")
+        return [self.repo.root, Path(common.strip()), *sqlite_files(self.store.url)]
+
+    def check_sandbox(self, reporter: Reporter) -> None:
+        """Once per run, before the baseline: the sandbox works here, or a one-line error; an
+        unsandboxed run says what is unprotected."""
+        self.launcher.check()
+        for entry in self.config.sandbox.read_only:
+            path = Path(entry).expanduser()
+            if not (path if path.is_absolute() else self.repo.root / path).exists():
+                raise UsageError(f"ratchet.toml: [sandbox].read_only: {entry!r} does not exist")
+        warning = self.launcher.warning()
+        if warning:
+            reporter.message(warning)
 
     def worktree_path(self, slot: int) -> Path:
         return self.state_dir / "worktrees" / self.name / f"slot-{slot}"

@@ -54,3 +54,11 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def format_memory(size: int) -> str:
+    """`size` bytes in the largest unit that keeps it at least 1 (as `parse_memory` reads)."""
+    for unit in ("T", "G", "M", "K"):
+        if size >= _BYTES[unit]:
+            return f"{size / _BYTES[unit]:g}{unit}"
+    return f"{size}"

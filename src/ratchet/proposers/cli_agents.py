@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.agent.brief import ResearchBrief
 from ratchet.errors import RatchetError, UsageError
-from ratchet.evaluate import ProcessRunner
 from ratchet.llm.prices import Usage, cost_usd, price_of
+from ratchet.process import ProcessRunner
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
+from ratchet.sandbox import Sandbox
 
 if TYPE_CHECKING:
     from ratchet.study import Study
@@ -96,9 +97,9 @@ class CliAgentProposer(Proposer):
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")
         # The CLI needs its own login and keys (the evaluation never gets them).
-        outcome = ProcessRunner().run(shlex.join(self.cli.argv(prompt, self.model)),
-                                      self.worktree, dict(os.environ),
-                                      self.study.config.agent.cli_timeout_s, log)
+        outcome = ProcessRunner(self.study.launcher).run(
+            shlex.join(self.cli.argv(prompt, self.model)), self._sandbox(), dict(os.environ),
+            self.study.config.agent.cli_timeout_s, log)
         output = log.read_text(errors="replace")
         if outcome.returncode != 0 and not outcome.timed_out:
             raise CliAgentError(f"{self.name} failed (exit {outcome.returncode}): "
@@ -113,6 +114,14 @@ class CliAgentProposer(Proposer):
                         usage=report.usage, llm_usd=usd,
                         rationale={"agent": self.name, "model": self.model,
                                    "answer": report.text[-2000:]})
+
+    def _sandbox(self) -> Sandbox:
+        """Its work tree writable, the network and its own login (HOME) on; the repository,
+        the store and the work tree's git link (a way back into the repository) invisible."""
+        executable = Path(shutil.which(self.cli.executable) or self.cli.executable).parent
+        return Sandbox(workdir=self.worktree, network=True, private_home=False,
+                       conceal=tuple(self.study.concealed_paths()),
+                       hidden=(self.worktree / ".git",), read_only=((executable, executable),))
 
     def _checkout(self, commit: str) -> None:
         repo = self.study.repo
