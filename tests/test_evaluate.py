@@ -80,13 +80,34 @@ def test_records_wall_cpu_and_peak_memory(tmp_path: Path) -> None:
     assert result.cpu_s > 0 and result.wall_s >= result.cpu_s * 0.5
 
 
-def test_memory_limit_makes_a_hungry_run_crash(tmp_path: Path) -> None:
-    (tmp_path / "run.py").write_text("block = bytearray(800 * 1024 * 1024)\nprint('score: 1')\n")
-    result = task(tmp_path, memory_limit="300M").evaluate(
+TWO_HUNGRY_CHILDREN = (
+    "import subprocess, sys\n"
+    "code = 'b = bytearray({mb} * 2**20)\\nfor i in range(0, len(b), 4096): b[i] = 1\\n"
+    "import time; time.sleep({sleep})'\n"
+    "children = [subprocess.Popen([sys.executable, '-c', code]) for _ in range(2)]\n"
+    "for c in children: c.wait()\n"
+    "print('score: 1')\n")
+
+
+def test_the_memory_limit_holds_for_the_whole_process_tree(tmp_path: Path) -> None:
+    # Each child stays under the limit; together they pass it. A per-process limit
+    # (ulimit -v) lets this through; the watchdog over the tree kills it.
+    (tmp_path / "run.py").write_text(TWO_HUNGRY_CHILDREN.format(mb=250, sleep=30))
+    start = time.monotonic()
+    result = task(tmp_path, memory_limit="400M").evaluate(
         tmp_path, tmp_path / "log.txt", ProcessRunner())
     assert result.status == "crash"
-    assert "exited with code 1" in (result.reason or "")
-    assert "MemoryError" in (tmp_path / "log.txt").read_text()
+    assert result.reason == ("command phase killed: its processes together used more than the "
+                             "memory limit of 400M")
+    assert time.monotonic() - start < 20
+    assert result.peak_mem_mb > 400
+
+
+def test_peak_memory_is_measured_over_the_whole_tree(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text(TWO_HUNGRY_CHILDREN.format(mb=150, sleep=1))
+    result = task(tmp_path).evaluate(tmp_path, tmp_path / "log.txt", ProcessRunner())
+    assert result.status == "ok"
+    assert result.peak_mem_mb > 290  # both children at once, not the largest one
 
 
 def test_secrets_never_reach_the_evaluation(tmp_path: Path) -> None:

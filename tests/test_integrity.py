@@ -73,11 +73,11 @@ def test_a_path_outside_the_tree_is_voided(repo: Path) -> None:
 
 def test_changing_a_protected_file_during_the_run_voids_it(repo: Path) -> None:
     patch = patch_from(repo, edit("objective.py", "print(f\"trained",
-                                  "open('target.json', 'a').write(' ')\nprint(f\"trained"))
+                                  "open('evaluate.py', 'a').write(' ')\nprint(f\"trained"))
     study = open_study(repo, "t", proposer="random", seed=0)
     experiment = study.try_patch(patch, "rewrite the target")
     assert experiment.status == "void"
-    assert "protected files changed during the command phase: target.json" in experiment.reason
+    assert "protected files changed during the command phase: evaluate.py" in experiment.reason
 
 
 def test_a_metric_printed_by_edited_code_is_ignored(repo: Path) -> None:

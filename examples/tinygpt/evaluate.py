@@ -1,8 +1,12 @@
 """The protected tinygpt evaluator: validation bits-per-byte of checkpoint.pt.
 
-Edited code supplies only the network (train.GPT) and its weights. This file chooses the data
-(pinned hashes), the tokens evaluated (the first EVAL_TOKENS targets of the split, whatever the
-model's context length), the loss and the byte count, and prints the number.
+Edited code supplies only the network (train.GPT) and its weights, and it never runs here: the
+model runs in predict.py, a separate process that ratchet starts in a sandbox without the
+hidden validation and holdout files; this file sends it token windows and gets logits back
+(two pipes, whose descriptors ratchet passes in RATCHET_PREDICT_FDS). This file chooses the data
+(pinned hashes, kept in memory), the tokens evaluated (the first EVAL_TOKENS targets of the
+split, whatever the model's context length), the loss and the byte count, checks that the model
+is causal, and prints the number.
 
 bits per byte = (sum of cross-entropy over the evaluated tokens, in nats) / (ln 2 * bytes),
 where bytes is the true UTF-8 length of exactly the text those tokens spell: the sum of each
@@ -13,15 +17,21 @@ token's raw bytes, never a count inflated by decoding partial UTF-8 tokens on th
 """
 
 import math
+import os
+import random
+import subprocess
 import sys
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from prepare import load_tokenizer, load_tokens, token_bytes
+from predict import receive, send
+from prepare import load_tokenizer, token_bytes, tokens_of
 
 EVAL_TOKENS = 32768
 MAX_CONTEXT = 1024
 CAUSALITY_TOLERANCE = 1e-4
+CAUSALITY_CHECKS = 3
 
 
 def void(reason: str) -> None:
@@ -29,50 +39,70 @@ def void(reason: str) -> None:
     sys.exit(3)
 
 
-def load_model(vocab_size: int) -> tuple[torch.nn.Module, int]:
-    from train import GPT, SEQ_LEN
+class RemoteModel:
+    """The model in predict.py, called like a module: windows (B x T) in, logits out."""
 
-    checkpoint = torch.load("checkpoint.pt", map_location="cpu", weights_only=True)
-    model = GPT(**checkpoint["config"])
-    model.load_state_dict(checkpoint["state_dict"])
-    if checkpoint["config"].get("vocab_size") != vocab_size:
-        void("the model's vocabulary does not match the tokenizer")
-    return model.eval(), max(1, min(int(SEQ_LEN), MAX_CONTEXT))
+    def __init__(self) -> None:
+        fds = os.environ.get("RATCHET_PREDICT_FDS")
+        if fds:
+            write_fd, read_fd = (int(fd) for fd in fds.split(","))
+            self.requests, self.replies = os.fdopen(write_fd, "wb"), os.fdopen(read_fd, "rb")
+        else:  # run by hand, outside ratchet: start the model process ourselves, unsandboxed
+            process = subprocess.Popen([sys.executable, "predict.py"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE)
+            self.requests, self.replies = process.stdin, process.stdout
+        try:
+            self.context, self.vocab_size = (int(v) for v in receive(self.replies))
+        except (EOFError, ValueError):
+            print("the model process did not start (see its log)")
+            sys.exit(2)
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        try:
+            send(self.requests, windows.numpy().astype(np.int64))
+            return torch.from_numpy(receive(self.replies).copy())
+        except (BrokenPipeError, EOFError, ValueError):
+            print("the model process stopped answering (see its log)")
+            sys.exit(2)
 
 
-def check_causal(model: torch.nn.Module, window: torch.Tensor, vocab_size: int) -> None:
-    """Changing later tokens must not change the predictions for earlier positions."""
-    t = window.size(1)
-    if t < 2:
-        return
-    changed = window.clone()
-    generator = torch.Generator().manual_seed(0)
-    changed[:, t // 2:] = torch.randint(0, vocab_size, (1, t - t // 2), generator=generator)
-    with torch.no_grad():
-        a, b = model(window)[:, : t // 2], model(changed)[:, : t // 2]
-    if not torch.allclose(a, b, atol=CAUSALITY_TOLERANCE, rtol=0):
-        void(f"model is not causal: predictions for earlier positions changed by "
-             f"{(a - b).abs().max().item():.3g} when later tokens changed")
+def check_causal(model: RemoteModel, tokens: torch.Tensor, context: int,
+                 vocab_size: int) -> None:
+    """Changing later tokens must not change the predictions for earlier positions. Where the
+    change starts is drawn at random each run, so a model cannot be honest only there."""
+    draw = random.SystemRandom()
+    for _ in range(CAUSALITY_CHECKS):
+        if context < 2:
+            return
+        start = draw.randrange(0, EVAL_TOKENS - context)
+        window = tokens[start:start + context].unsqueeze(0)
+        cut = draw.randrange(1, context)
+        changed = window.clone()
+        changed[:, cut:] = torch.tensor([draw.randrange(vocab_size) for _ in range(context - cut)])
+        a, b = model(window)[:, :cut], model(changed)[:, :cut]
+        if a.shape != b.shape or not torch.allclose(a, b, atol=CAUSALITY_TOLERANCE, rtol=0):
+            difference = (a - b).abs().max().item() if a.shape == b.shape else float("inf")
+            void(f"model is not causal: predictions for earlier positions changed by "
+                 f"{difference:.3g} when later tokens changed")
 
 
-def bits_per_byte(model: torch.nn.Module, tokens: torch.Tensor, context: int,
+def bits_per_byte(model: RemoteModel, tokens: torch.Tensor, context: int,
                   byte_lengths: torch.Tensor, vocab_size: int) -> float:
     total_nats, total_bytes = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, EVAL_TOKENS, context):
-            n = min(context, EVAL_TOKENS - start)
-            x = tokens[start:start + n].unsqueeze(0)
-            y = tokens[start + 1:start + n + 1]
-            logits = model(x)
-            if logits.shape != (1, n, vocab_size):
-                void(f"model returned logits of shape {tuple(logits.shape)}, "
-                     f"expected {(1, n, vocab_size)}")
-            nats = F.cross_entropy(logits[0].double(), y, reduction="sum").item()
-            if not math.isfinite(nats):
-                print("evaluation loss is not finite")
-                sys.exit(2)
-            total_nats += nats
-            total_bytes += int(byte_lengths[y].sum())
+    for start in range(0, EVAL_TOKENS, context):
+        n = min(context, EVAL_TOKENS - start)
+        x = tokens[start:start + n].unsqueeze(0)
+        y = tokens[start + 1:start + n + 1]
+        logits = model(x)
+        if logits.shape != (1, n, vocab_size):
+            void(f"model returned logits of shape {tuple(logits.shape)}, "
+                 f"expected {(1, n, vocab_size)}")
+        nats = F.cross_entropy(logits[0].double(), y, reduction="sum").item()
+        if not math.isfinite(nats):
+            print("evaluation loss is not finite")
+            sys.exit(2)
+        total_nats += nats
+        total_bytes += int(byte_lengths[y].sum())
     return total_nats / (math.log(2) * total_bytes)
 
 
@@ -81,10 +111,12 @@ def main() -> None:
     tokenizer = load_tokenizer()
     vocab_size = tokenizer.get_vocab_size()
     byte_lengths = torch.tensor([len(b) for b in token_bytes(tokenizer)])
-    tokens = torch.from_numpy(load_tokens(split)[:EVAL_TOKENS + 1].astype("int64"))
-    torch.manual_seed(0)
-    model, context = load_model(vocab_size)
-    check_causal(model, tokens[:context].unsqueeze(0), vocab_size)
+    tokens = torch.from_numpy(tokens_of(split, tokenizer)[:EVAL_TOKENS + 1].astype("int64"))
+    model = RemoteModel()
+    if model.vocab_size != vocab_size:
+        void("the model's vocabulary does not match the tokenizer")
+    context = max(1, min(model.context, MAX_CONTEXT))
+    check_causal(model, tokens, context, vocab_size)
     bpb = bits_per_byte(model, tokens, context, byte_lengths, vocab_size)
     name = "val_bpb" if split == "validation" else f"{split}_bpb"
     print(f"{name}: {bpb:.6f}")

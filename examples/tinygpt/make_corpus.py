@@ -1,7 +1,9 @@
-"""How data/corpus.jsonl.xz was made (run once by the maintainers; never at evaluation time).
+"""How data/<split>.jsonl.xz were made (run once by the maintainers; never at evaluation time).
 
 Every top-level module of CPython 3.11.7's standard library (Lib/*.py), sorted by name, one
-JSON line {"name", "text"} each, compressed with xz. Run it only under that exact Python.
+JSON line {"name", "text"} each, sent to a split by the hash of its name (prepare.split_of) and
+compressed with xz, one file per split. Run it only under that exact Python, then
+`python prepare.py --write-manifest`.
 """
 
 import json
@@ -10,8 +12,13 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from prepare import DATA, SPLITS, split_of
+
 assert sys.version_info[:3] == (3, 11, 7), "the corpus is pinned to CPython 3.11.7"
 lib = Path(sysconfig.get_paths()["stdlib"])
-with lzma.open(Path(__file__).parent / "data" / "corpus.jsonl.xz", "wt", preset=9) as out:
-    for path in sorted(lib.glob("*.py")):
-        out.write(json.dumps({"name": path.name, "text": path.read_text("utf-8")}) + "\n")
+files = {split: lzma.open(DATA / f"{split}.jsonl.xz", "wt", preset=9) for split in SPLITS}
+for path in sorted(lib.glob("*.py")):
+    files[split_of(path.name)].write(
+        json.dumps({"name": path.name, "text": path.read_text("utf-8")}) + "\n")
+for out in files.values():
+    out.close()

@@ -1,12 +1,13 @@
-"""tinygpt data (protected): splits of the pinned corpus, a byte-level BPE tokenizer, tokens.
+"""tinygpt data (protected): the pinned corpus splits, a byte-level BPE tokenizer, tokens.
 
-The corpus ships in data/corpus.jsonl.xz (see make_corpus.py). Documents go to a split by the
-hash of their name; the tokenizer is trained on the training split only. Every file this
-writes, and the corpus itself, has its sha256 pinned in data/manifest.json: data that does not
-match is refused, never scored. The holdout split is written only when asked for by name.
+The corpus ships as one file per split, data/<split>.jsonl.xz (see make_corpus.py): documents
+go to a split by the hash of their name. The validation and holdout files are *hidden*: the
+training command never sees them; only the protected evaluator reads them, and keeps their
+tokens in memory (never on disk, where the model process beside it could read them). The
+tokenizer is trained on the training split only. Every split, token stream and the tokenizer
+have their sha256 pinned in data/manifest.json: data that does not match is refused.
 
-    python prepare.py                    # train + validation tokens into prepared/
-    python prepare.py --split holdout    # the holdout tokens too
+    python prepare.py                    # tokenizer + training tokens into prepared/
 """
 
 import hashlib
@@ -19,7 +20,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 HERE = Path(__file__).resolve().parent
-CORPUS = HERE / "data" / "corpus.jsonl.xz"
+DATA = HERE / "data"
 MANIFEST = HERE / "data" / "manifest.json"
 OUT = HERE / "prepared"
 VOCAB_SIZE = 1024
@@ -43,15 +44,13 @@ def split_of(name: str) -> str:
     return "validation" if bucket == 0 else "holdout" if bucket == 1 else "train"
 
 
-def split_docs() -> dict[str, list[str]]:
-    raw = CORPUS.read_bytes()
-    if sha256(raw) != pinned()["corpus"]:
-        raise DataMismatch("corpus.jsonl.xz does not match its pinned sha256: refusing it")
-    texts: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for line in lzma.decompress(raw).decode("utf-8").splitlines():
-        doc = json.loads(line)
-        texts[split_of(doc["name"])].append(doc["text"])
-    return texts
+def split_docs(split: str) -> list[str]:
+    """The documents of one split, from its pinned file."""
+    path = DATA / f"{split}.jsonl.xz"
+    raw = path.read_bytes()
+    if sha256(raw) != pinned()[f"{split}.jsonl.xz"]:
+        raise DataMismatch(f"{path.name} does not match its pinned sha256: refusing it")
+    return [json.loads(line)["text"] for line in lzma.decompress(raw).decode().splitlines()]
 
 
 def train_tokenizer(docs: list[str]) -> Tokenizer:
@@ -97,18 +96,21 @@ def encode(tokenizer: Tokenizer, docs: list[str]) -> np.ndarray:
     return ids
 
 
-def build(splits: tuple[str, ...] = ("train", "validation")) -> dict[str, str]:
-    """Write tokenizer and token files for `splits`; returns their sha256 by name."""
-    texts = split_docs()
-    tokenizer = train_tokenizer(texts["train"])
+def build_tokenizer() -> Tokenizer:
+    """Train the tokenizer on the training split and write it; checked against its pin."""
+    tokenizer = train_tokenizer(split_docs("train"))
     OUT.mkdir(exist_ok=True)
     (OUT / "tokenizer.json").write_text(tokenizer.to_str())
-    hashes = {"tokenizer": sha256((OUT / "tokenizer.json").read_bytes())}
-    for split in splits:
-        path = OUT / f"{split}.bin"
-        path.write_bytes(encode(tokenizer, texts[split]).tobytes())
-        hashes[split] = sha256(path.read_bytes())
-    return hashes
+    _verified(OUT / "tokenizer.json", "tokenizer")
+    return tokenizer
+
+
+def tokens_of(split: str, tokenizer: Tokenizer) -> np.ndarray:
+    """A split's tokens, made in memory and checked against the pinned hash."""
+    ids = encode(tokenizer, split_docs(split))
+    if sha256(ids.tobytes()) != pinned()[split]:
+        raise DataMismatch(f"{split} tokens differ from the pinned data: refusing them")
+    return ids
 
 
 def _verified(path: Path, key: str) -> bytes:
@@ -119,37 +121,41 @@ def _verified(path: Path, key: str) -> bytes:
 
 
 def load_tokens(split: str) -> np.ndarray:
-    """The tokens of a split, checked against the pinned hash (built first if missing)."""
-    path = OUT / f"{split}.bin"
+    """The training tokens from prepared/ (built first if missing), checked against the pin.
+    The hidden splits are never written to disk: see `tokens_of`."""
+    if split != "train":
+        return tokens_of(split, load_tokenizer())
+    path = OUT / "train.bin"
     if not path.exists():
-        build((split,))
-    return np.frombuffer(_verified(path, split), dtype=np.uint16)
+        path.write_bytes(tokens_of("train", load_tokenizer()).tobytes())
+    return np.frombuffer(_verified(path, "train"), dtype=np.uint16)
 
 
 def load_tokenizer() -> Tokenizer:
     path = OUT / "tokenizer.json"
     if not path.exists():
-        build(())
+        return build_tokenizer()
     return Tokenizer.from_str(_verified(path, "tokenizer").decode("utf-8"))
 
 
+def write_manifest() -> None:
+    """Maintainers only, after changing the data pipeline: pin every split, token stream and
+    the tokenizer as they are now."""
+    pins = {f"{s}.jsonl.xz": sha256((DATA / f"{s}.jsonl.xz").read_bytes()) for s in SPLITS}
+    MANIFEST.write_text(json.dumps(pins) + "\n")
+    tokenizer = train_tokenizer(split_docs("train"))
+    pins["tokenizer"] = sha256(tokenizer.to_str().encode("utf-8"))
+    pins.update({s: sha256(encode(tokenizer, split_docs(s)).tobytes()) for s in SPLITS})
+    MANIFEST.write_text(json.dumps(pins, indent=2) + "\n")
+
+
 def main() -> None:
-    splits = ("train", "validation")
-    if "--split" in sys.argv:
-        splits = (sys.argv[sys.argv.index("--split") + 1],)
-    if "--write-manifest" in sys.argv:  # maintainers only, after changing the data pipeline
-        MANIFEST.write_text(json.dumps({"corpus": sha256(CORPUS.read_bytes())}) + "\n")
-        hashes = build(SPLITS)
-        MANIFEST.write_text(json.dumps({"corpus": sha256(CORPUS.read_bytes()), **hashes},
-                                       indent=2) + "\n")
+    if "--write-manifest" in sys.argv:
+        write_manifest()
         return
-    hashes = build(splits)
-    expected = pinned()
-    for key, value in hashes.items():
-        if value != expected[key]:
-            raise DataMismatch(f"prepared {key} differs from the pinned data: refusing it")
-    counts = {s: (OUT / f"{s}.bin").stat().st_size // 2 for s in splits}
-    print("prepared: " + ", ".join(f"{s} {n} tokens" for s, n in counts.items()))
+    load_tokenizer()
+    tokens = load_tokens("train")
+    print(f"prepared: train {len(tokens)} tokens")
 
 
 if __name__ == "__main__":

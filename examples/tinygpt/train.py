@@ -5,7 +5,10 @@ protected evaluate.py imports `GPT` from here, loads checkpoint.pt and computes 
 bits-per-byte itself, so nothing printed here is the score.
 
     TIME_BUDGET=60 python train.py     # seconds of training (60 on CPU, 300 on GPU by default)
-    RATCHET_HORIZON=2 python train.py  # twice the budget, as `ratchet generalize` runs it
+
+Under ratchet the budget comes from the task's `[task].budget`, as RATCHET_TIME_BUDGET, and
+ratchet enforces it in wall time: a run that trains past it (plus a grace) is killed and never
+kept, whatever this file's clock says. `ratchet generalize` scales it for longer horizons.
 """
 
 import math
@@ -210,8 +213,8 @@ def batches(tokens: np.ndarray, device: torch.device, generator: np.random.Gener
 def main() -> None:
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    budget = float(os.environ.get("TIME_BUDGET", 300 if cuda else 60))
-    budget *= float(os.environ.get("RATCHET_HORIZON", 1))  # `ratchet generalize` trains longer
+    budget = float(os.environ.get("RATCHET_TIME_BUDGET")
+                   or os.environ.get("TIME_BUDGET") or (300 if cuda else 60))
     torch.manual_seed(SEED)
     if not cuda:
         torch.set_num_threads(os.cpu_count() or 1)
