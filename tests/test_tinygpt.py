@@ -24,7 +24,7 @@ def prepare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         "prepared", "checkpoint.pt", "__pycache__"))
     sys.path.insert(0, str(root))
     module = importlib.import_module("prepare")
-    module.build(("validation",))
+    module.load_tokens("train")
     yield module
     sys.path.remove(str(root))
     sys.modules.pop("prepare", None)
@@ -42,16 +42,24 @@ def test_token_bytes_count_the_true_utf8_length(prepare: object) -> None:
     assert inflated > len(text.encode("utf-8"))
 
 
-def test_data_that_differs_from_the_pinned_hashes_is_refused(prepare: object) -> None:
-    path = prepare.OUT / "validation.bin"
+@pytest.mark.parametrize(("path", "split"), [("prepared/train.bin", "train"),
+                                           ("data/validation.jsonl.xz", "validation")])
+def test_data_that_differs_from_the_pinned_hashes_is_refused(prepare: object, path: str,
+                                                             split: str) -> None:
+    path = prepare.HERE / path
     original = path.read_bytes()
     try:
         path.write_bytes(original[:-2] + bytes([original[-2] ^ 1]) + original[-1:])
         with pytest.raises(prepare.DataMismatch, match="pinned sha256"):
-            prepare.load_tokens("validation")
+            prepare.load_tokens(split)
     finally:
         path.write_bytes(original)
+    assert len(prepare.load_tokens(split)) > 32768
+
+
+def test_the_hidden_splits_never_reach_the_disk(prepare: object) -> None:
     assert len(prepare.load_tokens("validation")) > 32768
+    assert sorted(p.name for p in prepare.OUT.iterdir()) == ["tokenizer.json", "train.bin"]
 
 
 def test_splits_are_fixed_by_document_name(prepare: object) -> None:
@@ -67,11 +75,10 @@ FAKE_METRIC = ('    print(f"steps: {steps}")',
                '    print("val_bpb: 0.001")\n    print(f"steps: {steps}")')
 
 
-def test_tinygpt_end_to_end_through_the_loop(make_repo: Callable[..., Path],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TIME_BUDGET", "2")
+def test_tinygpt_end_to_end_through_the_loop(make_repo: Callable[..., Path]) -> None:
     repo = make_repo("tinygpt", replace={"ratchet.toml": ('rule = "noise-aware"',
                                                           'rule = "greedy"')})
+    short_budget(repo)
     assert "prepared" not in git(repo, "ls-files")
     study = open_study(repo, "e2e", proposer="random", seed=0)
 
@@ -91,6 +98,58 @@ def test_tinygpt_end_to_end_through_the_loop(make_repo: Callable[..., Path],
         tamper = patch_from(repo, edit(path, "a", "b"))
         refused = study.try_patch(tamper, f"edit {path}", onto_base=True)
         assert refused.status == "void" and f"{path}: protected file" in refused.reason
+
+
+# Edited code that looks for the hidden data: in the command phase and, imported by predict.py,
+# in the model process that runs beside the evaluator.
+PEEK = ("import torch.nn.functional as F\n", "import torch.nn.functional as F\n" + """
+import sys as _sys
+for _name in ("data/validation.jsonl.xz", "data/holdout.jsonl.xz", "prepared/validation.bin"):
+    try:
+        _size = len(open(_name, "rb").read())
+    except OSError as _error:
+        _size = type(_error).__name__
+    print(f"peek {_name}: {_size}", file=_sys.stderr)
+""")
+# Edited code that slows its own clock to train ten times longer than its budget.
+SLOW_CLOCK = ("import torch.nn.functional as F\n", "import torch.nn.functional as F\n" + """
+_real_clock = time.perf_counter
+_start = _real_clock()
+time.perf_counter = lambda: _start + (_real_clock() - _start) / 10
+""")
+
+
+def short_budget(repo: Path) -> None:
+    """A 3 s training budget (12 s of grace: tokenizer, start-up, saving) for the tests."""
+    toml = repo / "ratchet.toml"
+    toml.write_text(toml.read_text().replace('budget = "60s"',
+                                             'budget = "3s"\nbudget_grace = "12s"'))
+    git(repo, "commit", "-qam", "short budget")
+
+
+def test_edited_code_never_sees_the_hidden_splits_and_buys_no_time(
+        make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("tinygpt", replace={"ratchet.toml": ('rule = "noise-aware"',
+                                                          'rule = "greedy"')})
+    short_budget(repo)
+    study = open_study(repo, "attacks", proposer="random", seed=0)
+    peek = study.try_patch(patch_from(repo, edit("train.py", *PEEK)), "peek at the answers")
+    assert peek.status in ("keep", "discard")
+    log = Path(peek.log_path).read_text()
+    model_log = Path(peek.log_path).with_suffix(".predict.log").read_text()
+    for seen in (log, model_log):  # the command phase, then the model process
+        assert "peek data/validation.jsonl.xz: PermissionError\n" in seen
+        assert "peek data/holdout.jsonl.xz: PermissionError\n" in seen
+        assert "peek prepared/validation.bin: FileNotFoundError\n" in seen
+    assert "peek" not in log.split("==> ratchet: evaluate:")[1]  # never beside the evaluator
+
+    slow = study.try_patch(patch_from(repo, edit("train.py", *SLOW_CLOCK)), "slow clock",
+                           onto_base=True)
+    assert slow.status == "timeout"
+    assert slow.reason.startswith("over budget: the command phase ran past its compute budget "
+                                  "of 3s + 12s grace")
+    assert 14 < slow.wall_s < 40
+    assert study.best().number != slow.number
 
 
 def _is_utf8(data: bytes) -> bool:

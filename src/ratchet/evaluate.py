@@ -223,7 +223,11 @@ class Evaluator:
         to_model_r, to_model_w = os.pipe()
         from_model_r, from_model_w = os.pipe()
         model_box = self.sandbox(sandbox.workdir, sees_hidden=False, writable=False)
-        model = runner.start(cfg.predict, model_box, env, log, cfg.memory_limit_bytes,
+        # Its own log: what the edited model prints never mixes with the metric's output.
+        model_log = log.with_suffix(".predict.log")
+        with open(model_log, "a") as f:
+            f.write(f"==> ratchet: predict: {cfg.predict}\n")
+        model = runner.start(cfg.predict, model_box, env, model_log, cfg.memory_limit_bytes,
                              stdin=to_model_r, stdout=from_model_w)
         os.close(to_model_r)
         os.close(from_model_w)

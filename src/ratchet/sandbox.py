@@ -39,7 +39,7 @@ class Sandbox:
     writable: bool = True
     network: bool = False
     conceal: tuple[Path, ...] = ()  # directories or files that must not be visible at all
-    hidden: tuple[Path, ...] = ()  # files inside `workdir` that must read as empty
+    hidden: tuple[Path, ...] = ()  # files inside `workdir` that must not be readable
     read_only: tuple[tuple[Path, Path], ...] = ()  # (source, where it appears), read-only
     private_home: bool = True  # HOME an empty tmpfs; False: the real HOME, writable (CLIs)
     home: Path = field(default_factory=Path.home)
