@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[examples]'
+bash scripts/install-bubblewrap.sh
 .venv/bin/ratchet demo "$@"

@@ -10,15 +10,16 @@ import json
 import lzma
 import sys
 import sysconfig
+from contextlib import ExitStack
 from pathlib import Path
 
 from prepare import DATA, SPLITS, split_of
 
 assert sys.version_info[:3] == (3, 11, 7), "the corpus is pinned to CPython 3.11.7"
 lib = Path(sysconfig.get_paths()["stdlib"])
-files = {split: lzma.open(DATA / f"{split}.jsonl.xz", "wt", preset=9) for split in SPLITS}
-for path in sorted(lib.glob("*.py")):
-    files[split_of(path.name)].write(
-        json.dumps({"name": path.name, "text": path.read_text("utf-8")}) + "\n")
-for out in files.values():
-    out.close()
+with ExitStack() as stack:
+    files = {split: stack.enter_context(lzma.open(DATA / f"{split}.jsonl.xz", "wt", preset=9))
+             for split in SPLITS}
+    for path in sorted(lib.glob("*.py")):
+        files[split_of(path.name)].write(
+            json.dumps({"name": path.name, "text": path.read_text("utf-8")}) + "\n")

@@ -53,12 +53,18 @@ name = "{name}"
 editable = {editable}
 # Files no proposer may change: hashed before and after every run (ratchet.toml always is).
 protected = []
+# Protected files the command may not even read (answer keys, validation and holdout data):
+# only the evaluate phase sees them.
+# hidden = ["data/val/**"]
 # What one experiment runs, from the repository root.
 command = "{command}"
 # An optional protected second phase; when set, the metric is read only from its output.
 # evaluate = "python evaluate.py"
+# A protected process that runs the edited model for evaluate, without the hidden files.
+# predict = "python predict.py"
 timeout = "10m"
-# memory_limit = "16G"
+# budget = "5m"        # the command's compute budget, in wall time (as RATCHET_TIME_BUDGET)
+# memory_limit = "16G"  # for the whole process tree
 # Variables whose names hold KEY, TOKEN, SECRET or PASSWORD are removed unless named here.
 # env_allow = ["WANDB_API_KEY"]
 
@@ -80,6 +86,13 @@ max_runs = 3           # runs of a candidate whose gain is within the noise
 
 [cost]
 compute_usd_per_hour = 0.0   # what one evaluation slot costs
+
+# Every phase runs in a bubblewrap sandbox: it writes only its work tree, cannot see this
+# repository, the store or the hidden files, and has no network.
+# [sandbox]
+# mode = "bwrap"                 # or "none": unprotected, on purpose only (e.g. macOS)
+# network = false
+# read_only = ["data", "~/.cache/huggingface"]   # datasets and caches it may read
 
 # The LLM proposers (agent, hybrid, claude-code, codex, aider). Keys come from the
 # environment (OPENAI_API_KEY, ANTHROPIC_API_KEY or api_key_env), never from this file.
