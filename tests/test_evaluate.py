@@ -1,4 +1,5 @@
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from ratchet.evaluate import (
     read_metric_file,
     scrub_env,
 )
+from ratchet.sandbox import Launcher, launcher_for
 
 
 def task(tmp_path: Path, **task_keys: object) -> Evaluator:
@@ -89,13 +91,22 @@ TWO_HUNGRY_CHILDREN = (
     "print('score: 1')\n")
 
 
-def test_the_memory_limit_holds_for_the_whole_process_tree(tmp_path: Path) -> None:
+@pytest.fixture(params=["none", "bwrap"])
+def launcher(request: pytest.FixtureRequest) -> Launcher:
+    if request.param == "bwrap" and shutil.which("bwrap") is None \
+            and os.environ.get("CI") != "true":
+        pytest.skip("bubblewrap is not installed")
+    return launcher_for(request.param)
+
+
+def test_the_memory_limit_holds_for_the_whole_process_tree(tmp_path: Path,
+                                                           launcher: Launcher) -> None:
     # Each child stays under the limit; together they pass it. A per-process limit
     # (ulimit -v) lets this through; the watchdog over the tree kills it.
     (tmp_path / "run.py").write_text(TWO_HUNGRY_CHILDREN.format(mb=250, sleep=30))
     start = time.monotonic()
     result = task(tmp_path, memory_limit="400M").evaluate(
-        tmp_path, tmp_path / "log.txt", ProcessRunner())
+        tmp_path, tmp_path / "log.txt", ProcessRunner(launcher))
     assert result.status == "crash"
     assert result.reason == ("command phase killed: its processes together used more than the "
                              "memory limit of 400M")
@@ -103,11 +114,42 @@ def test_the_memory_limit_holds_for_the_whole_process_tree(tmp_path: Path) -> No
     assert result.peak_mem_mb > 400
 
 
-def test_peak_memory_is_measured_over_the_whole_tree(tmp_path: Path) -> None:
+def test_peak_memory_is_measured_over_the_whole_tree(tmp_path: Path,
+                                                    launcher: Launcher) -> None:
     (tmp_path / "run.py").write_text(TWO_HUNGRY_CHILDREN.format(mb=150, sleep=1))
-    result = task(tmp_path).evaluate(tmp_path, tmp_path / "log.txt", ProcessRunner())
+    result = task(tmp_path).evaluate(tmp_path, tmp_path / "log.txt", ProcessRunner(launcher))
     assert result.status == "ok"
     assert result.peak_mem_mb > 290  # both children at once, not the largest one
+
+
+def test_the_enforced_budget_scales_with_the_horizon(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text(
+        "import os, time\nbudget = float(os.environ['RATCHET_TIME_BUDGET'])\n"
+        "print('budget', budget)\ntime.sleep(budget + 0.5)\nprint('score: 1')\n")
+    evaluator = task(tmp_path, timeout="20s", budget="1s", budget_grace="1s")
+    at_one = evaluator.evaluate(tmp_path, tmp_path / "one.log", ProcessRunner())
+    assert at_one.status == "ok" and "budget 1.0" in (tmp_path / "one.log").read_text()
+    at_two = evaluator.evaluate(tmp_path, tmp_path / "two.log", ProcessRunner(), horizon=2)
+    assert at_two.status == "ok" and "budget 2.0" in (tmp_path / "two.log").read_text()
+    (tmp_path / "run.py").write_text("import time\ntime.sleep(4)\nprint('score: 1')\n")
+    late = evaluator.evaluate(tmp_path, tmp_path / "late.log", ProcessRunner(), horizon=1)
+    assert late.status == "timeout" and late.reason.startswith("over budget")
+    assert late.wall_s < 3.5
+
+
+def test_a_result_file_behind_a_planted_link_is_void(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "result.json").write_text('{"score": 1}')
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "run.py").write_text(f"import os\nos.symlink({str(outside)!r}, 'out')\n")
+    data = {"task": {"editable": ["run.py"], "command": "python run.py",
+                     "evaluate": "true"}, "metric": {"name": "score", "file": "out/result.json"}}
+    result = Evaluator(parse_config(data, work), base_env=dict(os.environ)).evaluate(
+        work, tmp_path / "log.txt", ProcessRunner())
+    assert result.status == "void" and "leads out of the work tree" in result.reason
+    assert (outside / "result.json").exists()  # not deleted through the link
 
 
 def test_secrets_never_reach_the_evaluation(tmp_path: Path) -> None:

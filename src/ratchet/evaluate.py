@@ -157,6 +157,10 @@ class Evaluator:
             return result
         if cfg.evaluate:
             if cfg.metric.file:
+                escape = _leaves(worktree, cfg.metric.file)
+                if escape:
+                    result.status, result.reason = "void", escape
+                    return result
                 # edited code must not be able to pre-write the result file
                 (worktree / cfg.metric.file).unlink(missing_ok=True)
             output, outcome = self._scoring_phase("evaluate", cfg.evaluate, worktree, env,
@@ -304,6 +308,13 @@ class _PhaseOutput:
         with open(self.log, "rb") as f:
             f.seek(self.offset)
             self.output = f.read().decode("utf-8", errors="replace")
+
+
+def _leaves(worktree: Path, relative: str) -> str | None:
+    """Why `relative` leads out of the work tree (through a link the command planted)."""
+    if not (worktree / relative).resolve().is_relative_to(worktree.resolve()):
+        return f"the result file {relative} leads out of the work tree (a planted link)"
+    return None
 
 
 def _hidden_files(worktree: Path, read_only: Iterable[tuple[Path, Path]],

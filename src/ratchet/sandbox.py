@@ -17,8 +17,10 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import site
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +93,8 @@ class BwrapLauncher:
                 "--unshare-uts", "--unshare-cgroup-try", "--disable-userns", "--cap-drop", "ALL",
                 "--die-with-parent", "--new-session",
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--tmpfs", "/run"]
+                "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--tmpfs", "/run",
+                "--setenv", "TMPDIR", "/tmp"]
         if not sandbox.network:
             args.append("--unshare-net")
         for device in _gpu_devices():
@@ -124,11 +127,12 @@ class BwrapLauncher:
             raise UsageError(f"bubblewrap (`{self.executable}`) is not installed, and the "
                              f"sandbox needs it: {INSTALL_BWRAP}; or set [sandbox] mode = "
                              "\"none\" in ratchet.toml to run unprotected")
-        probe = self.wrap(["true"], Sandbox(workdir=Path("/")))
-        try:
-            proc = subprocess.run(probe, capture_output=True, text=True, timeout=30)
-        except subprocess.TimeoutExpired:
-            raise UsageError("bwrap did not answer within 30 s") from None
+        with tempfile.TemporaryDirectory(prefix="ratchet-probe-") as scratch:
+            probe = self.wrap(["true"], Sandbox(workdir=Path(scratch)))
+            try:
+                proc = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+            except subprocess.TimeoutExpired:
+                raise UsageError("bwrap did not answer within 30 s") from None
         if proc.returncode != 0:
             detail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
             raise UsageError(
@@ -173,9 +177,11 @@ def _inside_any(path: Path, roots: Iterable[Path]) -> bool:
 
 
 def _interpreter_paths() -> list[Path]:
-    """Where the interpreter running ratchet lives: a venv in the repo or HOME stays visible."""
+    """Where the interpreter running ratchet and its packages live (a venv in the repo, pyenv
+    or `pip install --user` in HOME): they stay visible, read-only."""
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
+                os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
+                site.getusersitepackages()}
     return sorted(Path(p) for p in prefixes if p and os.path.isdir(p))
 
 
