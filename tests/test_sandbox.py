@@ -333,3 +333,43 @@ def test_the_process_tree_includes_grandchildren() -> None:
             os.kill(pid, signal.SIGKILL)
         child.wait()
 
+
+
+def test_the_predict_process_runs_the_model_blind_and_cannot_forge_the_metric(
+        tmp_path: Path) -> None:
+    from ratchet.config import parse_config
+    from ratchet.evaluate import Evaluator
+    from ratchet.process import ProcessRunner
+    from ratchet.sandbox import BwrapLauncher
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "answers.txt").write_text("6\n")
+    (work / "model.py").write_text(  # edited code, imported by the model process
+        "import sys\nprint('score: -100')\n"
+        "for action in (lambda: open('answers.txt').read(), lambda: open('x', 'w')):\n"
+        "    try:\n        action()\n        print('model: allowed', file=sys.stderr)\n"
+        "    except OSError as e:\n        print('model:', type(e).__name__, file=sys.stderr)\n"
+        "def predict(x):\n    return 2 * x\n")
+    (work / "predict.py").write_text(  # replies on the pipe; the model's prints to its log
+        "import os, sys\nreplies = os.fdopen(os.dup(1), 'w')\nos.dup2(2, 1)\nimport model\n"
+        "for line in sys.stdin:\n"
+        "    print(model.predict(float(line)), file=replies, flush=True)\n")
+    (work / "evaluate.py").write_text(
+        "import os\nw, r = (int(fd) for fd in os.environ['RATCHET_PREDICT_FDS'].split(','))\n"
+        "to_model, from_model = os.fdopen(w, 'w'), os.fdopen(r)\n"
+        "to_model.write('3\\n'); to_model.flush()\n"
+        "answer = float(open('answers.txt').read())\n"
+        "print('score:', abs(float(from_model.readline()) - answer))\n")
+    data = {"task": {"editable": ["model.py"], "hidden": ["answers.txt"],
+                     "command": "python -c 'import model'", "evaluate": "python evaluate.py",
+                     "predict": "python predict.py"}, "metric": {"name": "score"}}
+    evaluator = Evaluator(parse_config(data, work), base_env=dict(os.environ))
+    log = tmp_path / "00001.log"
+    result = evaluator.evaluate(work, log, ProcessRunner(BwrapLauncher()))
+    assert result.status == "ok" and result.value == 0.0  # 2 * 3 == 6, not the printed -100
+    model_log = (tmp_path / "00001.predict.log").read_text()
+    assert "model: PermissionError\nmodel: OSError\n" in model_log  # blind and read-only
+    assert "score: -100" in model_log and "score: -100" not in log.read_text().split(
+        "==> ratchet: evaluate")[1]
+    assert "model: PermissionError\nmodel: allowed\n" in log.read_text()  # the command phase
