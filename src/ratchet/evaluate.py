@@ -239,6 +239,9 @@ class Evaluator:
         try:
             scorer = runner.start(command, sandbox, scorer_env, log, cfg.memory_limit_bytes,
                                   pass_fds=(to_model_w, from_model_r))
+        except BaseException:
+            runner.finish(model, 0.0)  # the scorer never started: no model left behind
+            raise
         finally:
             os.close(to_model_w)
             os.close(from_model_r)

@@ -35,7 +35,7 @@ def generalize_study(study: Study, horizons: Sequence[float], runs: int,
     done = {(g.horizon, g.run) for g in study.store.generalization(study.id)
             if g.experiment_number == best.number}
     worktree = study.state_dir / "worktrees" / study.name / "generalize"
-    study.check_sandbox(SilentReporter())
+    study.check_sandbox(_Announcer(announce))
     made = 0
     for horizon, run in itertools.product(horizons, range(runs)):
         if (horizon, run) in done:
@@ -54,6 +54,16 @@ def generalize_study(study: Study, horizons: Sequence[float], runs: int,
                  f"{result.value if result.status == 'ok' else result.status}")
         made += 1
     return made
+
+
+class _Announcer(SilentReporter):
+    """Messages of the run (the sandbox's warning) go where generalize announces."""
+
+    def __init__(self, announce: Callable[[str], None]) -> None:
+        self.announce = announce
+
+    def message(self, text: str) -> None:
+        self.announce(text)
 
 
 @dataclass(frozen=True)
