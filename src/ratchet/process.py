@@ -4,7 +4,9 @@ A `ProcessRunner` starts a shell command under a launcher (see `sandbox`), waits
 timeout, and afterwards kills whatever the command left behind. A watchdog samples the memory
 of the whole process tree (every descendant, not just the largest process), records its peak,
 and kills the tree when it passes the task's limit: this works for CUDA processes, whose huge
-virtual address space made `ulimit -v` useless, and needs no cgroup.
+virtual address space made `ulimit -v` useless, and needs no cgroup. It also adds up the tree's
+CPU time, which `wait4` cannot see through a PID namespace (it misses at most the last sample
+interval).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ratchet.sandbox import Launcher, NoLauncher, Sandbox
 KILL_GRACE_S = 2.0
 SAMPLE_INTERVAL_S = 0.1
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -112,7 +115,7 @@ class ProcessRunner:
             returncode=proc.returncode,
             timed_out=timed_out,
             wall_s=time.monotonic() - running.started,
-            cpu_s=usage.ru_utime + usage.ru_stime,
+            cpu_s=max(usage.ru_utime + usage.ru_stime, running.watchdog.cpu_s),
             peak_mem_mb=max(running.watchdog.peak_bytes, usage.ru_maxrss * 1024) / 2**20,
             cancelled=cancelled and not timed_out,
             memory_exceeded=running.watchdog.exceeded,
@@ -125,6 +128,7 @@ class TreeWatchdog:
     def __init__(self, pid: int, limit_bytes: int | None) -> None:
         self.pid, self.limit_bytes = pid, limit_bytes
         self.peak_bytes = 0
+        self.cpu_s = 0.0  # the most CPU time seen in the tree at one sample
         self.exceeded = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -138,8 +142,10 @@ class TreeWatchdog:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            used = sum(_rss_bytes(pid) for pid in process_tree(self.pid))
+            tree = process_tree(self.pid)
+            used = sum(_rss_bytes(pid) for pid in tree)
             self.peak_bytes = max(self.peak_bytes, used)
+            self.cpu_s = max(self.cpu_s, sum(_cpu_seconds(pid) for pid in tree))
             if self.limit_bytes is not None and used > self.limit_bytes:
                 self.exceeded = True
                 kill_tree(self.pid)
@@ -171,6 +177,16 @@ def _parent_of(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(b")", 1)[1].split()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and of the children it has waited for."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(tick) for tick in fields[11:15]) / CLOCK_TICKS
 
 
 def _rss_bytes(pid: int) -> int:
