@@ -1,62 +1,136 @@
+"""The keep rule as a pure function, on synthetic sequences of measured values."""
+
+import random
+import statistics
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import stats
 
 from ratchet.config import DecisionConfig
-from ratchet.decide import DISCARD, KEEP, RERUN, decide, noise_sigma
+from ratchet.decide import (
+    DISCARD,
+    FUTILITY_T,
+    KEEP,
+    REMEASURE,
+    RERUN,
+    Noise,
+    decide,
+    explain,
+    pooled_noise,
+)
 
-NOISE_AWARE = DecisionConfig(rule="noise-aware", baseline_runs=3, max_runs=3, z=2.0)
+NOISE_AWARE = DecisionConfig(rule="noise-aware", baseline_runs=3, max_runs=6, alpha=0.05)
 GREEDY = DecisionConfig(rule="greedy", baseline_runs=1)
+WELL_MEASURED = Noise(sigma=0.01, df=60)
 
 
-def test_greedy_keeps_any_strict_improvement() -> None:
-    assert decide([0.99], 1.0, True, GREEDY, sigma=5.0).verdict == KEEP
-    assert decide([1.0], 1.0, True, GREEDY, sigma=0.0).verdict == DISCARD
-    assert decide([1.01], 1.0, False, GREEDY, sigma=0.0).verdict == KEEP
+def test_greedy_keeps_any_strict_improvement_over_the_best_mean() -> None:
+    assert decide([0.99], [1.0], True, GREEDY, Noise(5.0, 2)).verdict == KEEP
+    assert decide([1.0], [1.0], True, GREEDY, Noise()).verdict == DISCARD
+    assert decide([1.01], [1.0], False, GREEDY, Noise()).verdict == KEEP
+    assert decide([0.995], [0.98, 1.02], True, GREEDY, Noise()).verdict == KEEP  # mean 1.0
 
 
-def test_noise_aware_keeps_a_gain_well_outside_the_noise() -> None:
-    d = decide([0.9], 1.0, True, NOISE_AWARE, sigma=0.01)
-    assert (d.verdict, d.band, d.runs) == (KEEP, pytest.approx(0.02), 1)
-    assert d.gain == pytest.approx(0.1)
+def test_noise_is_pooled_over_code_states_with_its_degrees_of_freedom() -> None:
+    noise = pooled_noise([[1.0, 3.0], [2.0, 4.0, 6.0], [7.0]])
+    assert noise.df == 3  # 1 + 2; a single run says nothing about noise
+    assert noise.sigma == pytest.approx((10 / 3) ** 0.5)
+    assert pooled_noise([[1.0], [2.0]]) == Noise()
 
 
-def test_noise_aware_reruns_a_gain_inside_the_noise_then_decides() -> None:
-    assert decide([0.995], 1.0, True, NOISE_AWARE, sigma=0.01).verdict == RERUN
-    # the gain held over three runs: the band shrinks with the square root of the runs
-    held = decide([0.995, 0.982, 0.984], 1.0, True, NOISE_AWARE, sigma=0.01)
-    assert held.verdict == KEEP and held.band == pytest.approx(0.02 / 3**0.5)
-    # a seed-lottery win: the re-runs fall back to the best
-    lottery = decide([0.995, 0.999, 1.0], 1.0, True, NOISE_AWARE, sigma=0.01)
-    assert lottery.verdict == DISCARD and "after 3 runs" in lottery.reason
+def test_one_lucky_run_is_never_enough() -> None:
+    d = decide([0.9], [1.0, 1.0, 1.0], True, NOISE_AWARE, WELL_MEASURED)
+    assert d.verdict == RERUN and "confirming" in d.reason  # a gain of 10 σ, still confirmed
 
 
-def test_noise_aware_discards_a_loss_at_once() -> None:
-    assert decide([1.02], 1.0, True, NOISE_AWARE, sigma=0.01).verdict == DISCARD
-    assert decide([0.5], 0.6, False, NOISE_AWARE, sigma=0.01).verdict == DISCARD
+def test_a_loss_or_a_futile_gain_is_discarded_at_once() -> None:
+    assert decide([1.02], [1.0, 1.0], True, NOISE_AWARE, WELL_MEASURED).verdict == DISCARD
+    tiny = decide([0.999], [1.0, 1.0, 1.0], True, NOISE_AWARE, WELL_MEASURED)
+    assert tiny.verdict == DISCARD and "not worth confirming" in tiny.reason
+    assert FUTILITY_T >= (1.0 - 0.999) / (0.01 * (1 + 1 / 3) ** 0.5)
 
 
-def test_without_noise_noise_aware_is_greedy() -> None:
-    assert decide([0.9999], 1.0, True, NOISE_AWARE, sigma=0.0).verdict == KEEP
+def test_the_best_is_measured_again_when_it_has_fewer_runs_than_the_challenger() -> None:
+    six = [0.97, 0.975, 0.98, 0.972, 0.978, 0.974]
+    d = decide(six, [1.0, 1.0, 1.0], True, NOISE_AWARE, WELL_MEASURED)
+    assert d.verdict == REMEASURE and d.best_runs == 3
+    final = decide(six, [1.0, 1.0, 1.0], True, NOISE_AWARE, WELL_MEASURED, can_remeasure=False)
+    assert final.verdict == KEEP and final.test == "one-sided Student's t, pooled σ"
 
 
-def test_decision_records_its_numbers() -> None:
-    d = decide([0.9], 1.0, True, NOISE_AWARE, sigma=0.01).to_dict()
-    assert set(d) >= {"verdict", "rule", "best", "mean", "gain", "band", "sigma", "runs", "reason"}
-    assert d["rule"] == "noise-aware"
+def test_the_test_records_its_statistic_and_p_value() -> None:
+    candidate, best = [0.99] * 6, [1.0] * 6
+    d = decide(candidate, best, True, NOISE_AWARE, Noise(0.01, 10))
+    t = 0.01 / (0.01 * (2 / 6) ** 0.5)
+    assert d.statistic == pytest.approx(t)
+    assert d.p_value == pytest.approx(stats.t.sf(t, 10))
+    assert d.verdict == (KEEP if d.p_value < 0.05 else DISCARD)
+    weak = decide([0.996] * 6, best, True, NOISE_AWARE, Noise(0.01, 4))
+    assert weak.verdict == DISCARD and weak.p_value >= 0.05 and "within the noise" in weak.reason
 
 
-def test_sigma() -> None:
-    assert noise_sigma([1.0]) == 0.0
-    assert noise_sigma([1.0, 3.0]) == pytest.approx(2**0.5)
+def test_the_uncertainty_of_sigma_is_priced_in() -> None:
+    """The same gain and σ: kept with σ known from many runs, not from two."""
+    candidate, best = [0.989] * 6, [1.0] * 6  # 1.9 standard errors
+    assert decide(candidate, best, True, NOISE_AWARE, Noise(0.01, 200)).verdict == KEEP
+    assert decide(candidate, best, True, NOISE_AWARE, Noise(0.01, 1)).verdict == DISCARD
 
 
-@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=3), st.floats(-1e6, 1e6),
-       st.booleans(), st.floats(0, 10))
+def test_without_any_measured_noise_a_gain_is_kept_at_once() -> None:
+    d = decide([0.9999], [1.0, 1.0], True, NOISE_AWARE, Noise(0.0, 2))
+    assert d.verdict == KEEP and "no noise" in d.reason
+
+
+def _judge_sequentially(true_gain: float, rng: random.Random, rule: DecisionConfig,
+                        noise: Noise) -> tuple[str, int]:
+    """The engine's policy on one candidate against a best measured 3 times: (verdict, runs)."""
+    best = [rng.gauss(0.0, 1.0) for _ in range(3)]
+    values = [rng.gauss(-true_gain, 1.0)]
+    while True:
+        d = decide(values, best, True, rule, noise)
+        if d.verdict == RERUN:
+            values.append(rng.gauss(-true_gain, 1.0))
+        elif d.verdict == REMEASURE:
+            best.append(rng.gauss(0.0, 1.0))
+        else:
+            return d.verdict, len(values)
+
+
+def test_under_pure_noise_false_keeps_stay_below_alpha() -> None:
+    rng, known = random.Random(0), Noise(1.0, 100)
+    verdicts = [_judge_sequentially(0.0, rng, NOISE_AWARE, known)[0] for _ in range(3000)]
+    assert verdicts.count(KEEP) / len(verdicts) <= NOISE_AWARE.alpha
+
+
+def test_a_gain_of_three_sigma_is_found() -> None:
+    rng, known = random.Random(1), Noise(1.0, 100)
+    verdicts = [_judge_sequentially(3.0, rng, NOISE_AWARE, known)[0] for _ in range(500)]
+    assert verdicts.count(KEEP) / len(verdicts) >= 0.95
+
+
+def test_explain_says_it_in_plain_words() -> None:
+    d = decide([0.98] * 6, [1.0] * 6, True, NOISE_AWARE, Noise(0.01, 10)).to_dict()
+    text = explain(d, "loss")
+    assert text.startswith("keep: loss 0.98 over 6 run(s) against the best's 1 over 6 run(s), "
+                           "a gain of 0.02 = 3.46 standard errors of 0.005774 (noise σ 0.01 "
+                           "pooled over 10 degrees of freedom); one-sided Student's t")
+    assert text.endswith(f"p = {d['p_value']:.3g} < alpha 0.05")
+    assert explain({"reason": "baseline measured 3 time(s)"}, "loss") == \
+        "baseline measured 3 time(s)"
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=7),
+       st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=7), st.booleans(),
+       st.floats(0, 10), st.integers(0, 50))
 def test_never_keeps_a_candidate_that_is_not_better_on_average(
-        values: list[float], best: float, minimize: bool, sigma: float) -> None:
-    d = decide(values, best, minimize, NOISE_AWARE, sigma)
+        values: list[float], best: list[float], minimize: bool, sigma: float, df: int) -> None:
+    noise = Noise(sigma, df) if df else Noise()
+    d = decide(values, best, minimize, NOISE_AWARE, noise)
+    better = (statistics.fmean(best) - statistics.fmean(values)) * (1 if minimize else -1)
     if d.verdict == KEEP:
-        assert d.gain > 0
+        assert better > 0
+        assert len(values) >= NOISE_AWARE.max_runs or noise.sigma == 0 or noise.df == 0
     if d.verdict == RERUN:
         assert len(values) < NOISE_AWARE.max_runs

@@ -77,20 +77,26 @@ def test_a_study_resumes_where_it_stopped(make_repo: Callable[..., Path]) -> Non
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 9  # no replayed stream
 
 
-def test_noise_aware_measures_noise_and_reruns_within_it(make_repo: Callable[..., Path]) -> None:
+def test_noise_aware_pools_noise_confirms_gains_and_remeasures_the_best(
+        make_repo: Callable[..., Path]) -> None:
     repo = make_repo("quadratic", replace={"objective.py": ("NOISE = 0.0", "NOISE = 0.4")})
     study = open_study(repo, "noisy", proposer="random", seed=2)
     study.run(max_experiments=15)
     experiments = study.experiments()
-    assert len(experiments[0].values) == 3 and study.record.sigma > 0
-    for e in experiments[1:]:
+    assert len(experiments[0].values) >= 3 and study.record.sigma > 0
+    judged = [e for e in experiments[1:] if e.decision]
+    dfs = [e.decision["df"] for e in judged]
+    assert dfs == sorted(dfs) and dfs[-1] > 2  # more than the baseline's own 2
+    confirmed = [e for e in judged if len(e.values) == 6]
+    assert confirmed, "no candidate reached a confirmed decision"
+    for e in judged:
         d = e.decision
         assert d["rule"] == "noise-aware" and d["runs"] == len(e.values)
         if e.status == "keep":
-            assert d["gain"] > d["band"]
-        if len(e.values) > 1:  # a re-run happened only for a gain inside the first band
-            first_gain = d["best"] - e.values[0]
-            assert 0 < first_gain <= 2 * study.record.sigma + 1e-12
+            assert d["runs"] == 6 and d["p_value"] < 0.05 and d["best_runs"] >= 6
+    for e in confirmed:  # the best had as many runs as its challenger when it was judged
+        assert e.decision["best_runs"] >= 6 and e.decision["p_value"] is not None
+    assert len(experiments[0].values) >= 6  # the baseline was measured again for them
 
 
 def test_greedy_rule_runs_each_candidate_once(make_repo: Callable[..., Path]) -> None:

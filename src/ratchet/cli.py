@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from ratchet import examples
 from ratchet.config import TASK_FILE, TaskConfig, load_config
+from ratchet.decide import explain
 from ratchet.errors import RatchetError, UsageError
 from ratchet.export import FORMATS, export
 from ratchet.gitrepo import GitRepo
@@ -307,7 +307,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if e.secondary:
         print("secondary: " + ", ".join(f"{k}={fmt(v)}" for k, v in e.secondary.items()))
     if e.decision:
-        print(f"decision: {json.dumps(e.decision, sort_keys=True)}")
+        print(f"decision: {explain(e.decision, study.config.metric.name)}")
     if e.commit:
         print(f"commit: {e.commit} (parent {e.parent_commit})")
     print("--- diff ---")

@@ -52,8 +52,8 @@ class MetricConfig:
 class DecisionConfig:
     rule: str = "noise-aware"
     baseline_runs: int = 3
-    max_runs: int = 3
-    z: float = 2.0
+    max_runs: int = 6
+    alpha: float = 0.05  # the test's false-accept rate for one candidate
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def _parse_metric(reader: _Reader, section: dict[str, Any]) -> MetricConfig:
 
 
 def _parse_decision(reader: _Reader, section: dict[str, Any]) -> DecisionConfig:
-    reader.only_keys(section, "decision", {"rule", "baseline_runs", "max_runs", "z"})
+    reader.only_keys(section, "decision", {"rule", "baseline_runs", "max_runs", "alpha"})
     rule = reader.string(section, "decision", "rule") or "noise-aware"
     if rule not in RULES:
         reader.fail("decision", "rule", f"must be 'noise-aware' or 'greedy', got {rule!r}")
@@ -257,9 +257,16 @@ def _parse_decision(reader: _Reader, section: dict[str, Any]) -> DecisionConfig:
     return DecisionConfig(
         rule=rule,
         baseline_runs=baseline_runs if rule == "noise-aware" else 1,
-        max_runs=reader.integer(section, "decision", "max_runs", default=3, low=1),
-        z=reader.number(section, "decision", "z", default=2.0, low=0.0),
+        max_runs=reader.integer(section, "decision", "max_runs", default=6, low=1),
+        alpha=_alpha(reader, section),
     )
+
+
+def _alpha(reader: _Reader, section: dict[str, Any]) -> float:
+    alpha = reader.number(section, "decision", "alpha", default=0.05, low=0.0)
+    if not 0 < alpha < 1:
+        reader.fail("decision", "alpha", f"must be between 0 and 1, got {alpha:g}")
+    return alpha
 
 
 def _parse_cost(reader: _Reader, section: dict[str, Any]) -> float:

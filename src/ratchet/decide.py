@@ -1,75 +1,149 @@
 """Acceptance rules: is a candidate really better than the best so far?
 
-Pure functions of the measured values. `greedy` keeps any strict improvement (the autoresearch
-rule). `noise-aware` compares the mean gain over the candidate's runs with a band of `z`
-standard errors of the baseline's run-to-run noise: a gain above the band is kept, a gain
-inside it earns another run (up to `max_runs`), and it is kept only if it clears the band.
+Pure functions of the measured values. `greedy` keeps any strict improvement of one run over
+the best's mean (the autoresearch rule). `noise-aware` is a one-sided Student's t-test with a
+false-accept rate `alpha` the user sets:
+
+- the noise σ is pooled from every code state the study has measured more than once (the
+  baseline's repeats, every re-run of a candidate or of the incumbent), with its degrees of
+  freedom, so it grows more reliable as the study goes on and its uncertainty is priced in;
+- a candidate whose mean is not better than the best's is discarded at once, at any run;
+- a candidate that looks better earns re-runs up to `max_runs` (confirmation): it is judged
+  only on all of them, so one lucky run is never enough;
+- the best is the mean of its runs, and it is measured again when it has fewer runs than the
+  challenger, so a lucky first measurement of the best does not stand for long;
+- the test: t = gain / (σ √(1/n_candidate + 1/n_best)), kept when p < alpha.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ratchet.config import DecisionConfig
 from ratchet.records import DISCARD, KEEP
 
-RERUN = "rerun"  # not a status: the decision to measure a candidate once more
+RERUN = "rerun"  # not a status: measure the candidate once more
+# Before its last run, a candidate whose gain is under this many standard errors is dropped:
+# it would rarely pass, and re-running it is what costs. Chosen with benchmarks/noise.py.
+FUTILITY_T = 0.5
+REMEASURE = "remeasure"  # not a status: measure the best once more, then judge again
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Run-to-run noise pooled over code states: σ and its degrees of freedom."""
+
+    sigma: float = 0.0
+    df: int = 0
 
 
 @dataclass(frozen=True)
 class Decision:
     verdict: str
     rule: str
-    best: float
+    best: float  # the best's mean
+    best_runs: int
     mean: float
-    gain: float  # positive means better, whatever the goal
-    band: float
-    sigma: float
     runs: int
+    gain: float  # positive means better, whatever the goal
+    sigma: float
+    df: int
     reason: str
+    test: str | None = None
+    statistic: float | None = None
+    p_value: float | None = None
+    alpha: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def noise_sigma(values: Sequence[float]) -> float:
-    """Run-to-run standard deviation of repeated measurements of the same code."""
-    return statistics.stdev(values) if len(values) >= 2 else 0.0
+def pooled_noise(samples: Iterable[Sequence[float]]) -> Noise:
+    """σ pooled over groups of repeated measurements, each group one code state."""
+    squares, df = 0.0, 0
+    for values in samples:
+        if len(values) >= 2:
+            mean = statistics.fmean(values)
+            squares += sum((v - mean) ** 2 for v in values)
+            df += len(values) - 1
+    return Noise(math.sqrt(squares / df), df) if df else Noise()
 
 
 def gain(value: float, best: float, minimize: bool) -> float:
     return best - value if minimize else value - best
 
 
-def decide(values: Sequence[float], best: float, minimize: bool, rule: DecisionConfig,
-           sigma: float) -> Decision:
-    if not values:
-        raise ValueError("a decision needs at least one measured value")
-    mean = statistics.fmean(values)
-    mean_gain = gain(mean, best, minimize)
-    runs = len(values)
+def decide(values: Sequence[float], best_values: Sequence[float], minimize: bool,
+           rule: DecisionConfig, noise: Noise, can_remeasure: bool = True) -> Decision:
+    """The verdict on a candidate measured `values`, against the best measured `best_values`."""
+    if not values or not best_values:
+        raise ValueError("a decision needs at least one value of the candidate and of the best")
+    best, mean = statistics.fmean(best_values), statistics.fmean(values)
+    facts = {"rule": rule.rule, "best": best, "best_runs": len(best_values), "mean": mean,
+             "runs": len(values), "gain": gain(mean, best, minimize), "sigma": noise.sigma,
+             "df": noise.df}
     if rule.rule == "greedy":
-        band = 0.0
-        verdict = KEEP if mean_gain > 0 else DISCARD
-        reason = "strictly better than the best" if verdict == KEEP else "not better than the best"
-    else:
-        band = rule.z * sigma / math.sqrt(runs)
-        verdict, reason = _noise_aware_verdict(mean_gain, band, runs, rule.max_runs)
-    return Decision(verdict=verdict, rule=rule.rule, best=best, mean=mean, gain=mean_gain,
-                    band=band, sigma=sigma, runs=runs, reason=reason)
+        better = facts["gain"] > 0
+        return Decision(verdict=KEEP if better else DISCARD, **facts,
+                        reason="better than the best" if better else "not better than the best")
+    return _noise_aware(facts, len(values), len(best_values), rule, noise, can_remeasure)
 
 
-def _noise_aware_verdict(mean_gain: float, band: float, runs: int,
-                         max_runs: int) -> tuple[str, str]:
-    if mean_gain > band:
-        return KEEP, f"gain {mean_gain:.6g} clears the noise band {band:.6g} over {runs} run(s)"
-    if mean_gain <= 0:
-        return DISCARD, f"not better than the best over {runs} run(s)"
-    if runs < max_runs:
-        return RERUN, f"gain {mean_gain:.6g} is within the noise band {band:.6g}: re-running"
-    return DISCARD, f"gain {mean_gain:.6g} stayed within the noise band {band:.6g} " \
-                    f"after {runs} runs"
+def _noise_aware(facts: dict[str, Any], runs: int, best_runs: int, rule: DecisionConfig,
+                 noise: Noise, can_remeasure: bool) -> Decision:
+    if facts["gain"] <= 0:
+        return Decision(verdict=DISCARD, **facts,
+                        reason=f"not better than the best's mean over {runs} run(s)")
+    t = _t_statistic(facts["gain"], runs, best_runs, noise)
+    if t is None:  # repeated runs showed no noise at all: the gain is real
+        return Decision(verdict=KEEP, **facts,
+                        reason="better than the best, and repeated runs show no noise")
+    if runs < rule.max_runs:
+        if t <= FUTILITY_T:
+            return Decision(verdict=DISCARD, **facts,
+                            reason=f"gain of only {t:.2f} standard errors after {runs} run(s): "
+                                   "not worth confirming")
+        return Decision(verdict=RERUN, **facts,
+                        reason=f"looks better after {runs} run(s): confirming with another run")
+    if best_runs < runs and can_remeasure:
+        return Decision(verdict=REMEASURE, **facts,
+                        reason=f"the best has {best_runs} run(s), the candidate {runs}: "
+                               "measuring the best again first")
+    from scipy import stats  # imported here: the command line starts without scipy
+
+    p = float(stats.t.sf(t, noise.df))
+    test = {"test": "one-sided Student's t, pooled σ", "statistic": t, "p_value": p,
+            "alpha": rule.alpha}
+    if p < rule.alpha:
+        return Decision(verdict=KEEP, **facts, **test,
+                        reason=f"gain holds over {runs} runs: p = {p:.3g} < alpha {rule.alpha:g}")
+    return Decision(verdict=DISCARD, **facts, **test,
+                    reason=f"gain within the noise over {runs} runs: p = {p:.3g} >= alpha "
+                           f"{rule.alpha:g}")
+
+
+def _t_statistic(gain: float, runs: int, best_runs: int, noise: Noise) -> float | None:
+    """The gain in standard errors of the difference of two means; None without noise."""
+    if noise.df == 0 or noise.sigma == 0.0:
+        return None
+    return gain / (noise.sigma * math.sqrt(1 / runs + 1 / best_runs))
+
+
+def explain(decision: dict[str, Any], metric: str) -> str:
+    """A stored decision in plain words, for `ratchet show`."""
+    d = decision
+    if "best_runs" not in d:  # a baseline, or a decision made by an older version
+        return d.get("reason", "")
+    words = (f"{d['verdict']}: {metric} {d['mean']:.6g} over {d['runs']} run(s) against the "
+             f"best's {d['best']:.6g} over {d['best_runs']} run(s), a gain of {d['gain']:.4g}")
+    if d.get("p_value") is None:
+        return f"{words}; {d['reason']}"
+    error = d["gain"] / d["statistic"] if d["statistic"] else float("nan")
+    verdict = "<" if d["p_value"] < d["alpha"] else ">="
+    return (f"{words} = {d['statistic']:.2f} standard errors of {error:.4g} (noise σ "
+            f"{d['sigma']:.4g} pooled over {d['df']} degrees of freedom); {d['test']}: "
+            f"p = {d['p_value']:.3g} {verdict} alpha {d['alpha']:g}")

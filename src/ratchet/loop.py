@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ratchet.decide import RERUN, decide, noise_sigma
+from ratchet.decide import REMEASURE, RERUN, Noise, decide, pooled_noise
 from ratchet.errors import RatchetError
 from ratchet.evaluate import RunResult
 from ratchet.process import ProcessRunner
@@ -115,6 +115,11 @@ class Engine:
         # Proposals run beside the baseline; results that finish first wait here to be judged.
         self.baseline: Experiment | None = None
         self.awaiting_baseline: list[Experiment] = []
+        # Every measured value by experiment: the noise is pooled over all of them.
+        self.samples: dict[int, list[float]] = {}
+        # Candidates judged once the best has been measured again.
+        self.waiting_for_best: list[Experiment] = []
+        self.remeasuring: Experiment | None = None
 
     # the main loop
 
@@ -141,6 +146,7 @@ class Engine:
 
     def _load_state(self) -> None:
         experiments = self.store.experiments(self.study.id)
+        self.samples = {e.number: list(e.values) for e in experiments if e.values}
         self.next_number = experiments[-1].number + 1 if experiments else 0
         self.progress.experiments = len(experiments)
         self.progress.spent_usd = sum(e.cost_usd for e in experiments)
@@ -171,7 +177,9 @@ class Engine:
             experiment = self._next_experiment()
             if experiment is None:
                 return
-            experiment.status, experiment.slot = RUNNING, slot.index
+            if experiment.status != KEEP:  # the best, measured again, stays kept
+                experiment.status = RUNNING
+            experiment.slot = slot.index
             self.store.save_experiment(experiment)
             slot.runner = ProcessRunner(self.study.launcher,
                                         on_start=self._pgid_recorder(experiment))
@@ -270,6 +278,9 @@ class Engine:
             self.store.save_experiment(experiment)
             raise
         self._account(experiment, result)
+        if experiment.status == KEEP:
+            self._remeasured(experiment, result)
+            return
         if result.status == "interrupted":
             experiment.status = PENDING  # evaluated again when the study resumes
             self.store.save_experiment(experiment)
@@ -282,6 +293,7 @@ class Engine:
             return
         assert result.value is not None
         experiment.values = [*experiment.values, result.value]
+        self.samples[experiment.number] = list(experiment.values)
         experiment.secondary = {**experiment.secondary, **result.secondary}
         if result.holdout is not None:
             experiment.holdout = result.holdout
@@ -308,13 +320,11 @@ class Engine:
             self.store.save_experiment(experiment)
             self.queue.appendleft(experiment)
             return
-        sigma = noise_sigma(experiment.values)
-        self.store.set_sigma(self.study.id, sigma)
-        self.study.record.sigma = sigma
+        noise = self._noise()
         experiment.value = sum(experiment.values) / len(experiment.values)
         experiment.status = KEEP
-        experiment.decision = {"rule": self.config.decision.rule, "sigma": sigma,
-                               "runs": len(experiment.values), "verdict": KEEP,
+        experiment.decision = {"rule": self.config.decision.rule, "sigma": noise.sigma,
+                               "df": noise.df, "runs": len(experiment.values), "verdict": KEEP,
                                "reason": f"baseline measured {len(experiment.values)} time(s)"}
         self.progress.baseline = experiment.value
         self.progress.best = experiment
@@ -323,24 +333,54 @@ class Engine:
         for candidate in waiting:
             self._judge(candidate)
 
-    def _judge(self, experiment: Experiment) -> None:
+    def _judge(self, experiment: Experiment, can_remeasure: bool = True) -> None:
         best = self.progress.best
         assert best is not None and best.value is not None
-        sigma = self.study.record.sigma or 0.0
-        decision = decide(experiment.values, best.value, self.config.minimize,
-                          self.config.decision, sigma)
+        decision = decide(experiment.values, best.values or [best.value], self.config.minimize,
+                          self.config.decision, self._noise(), can_remeasure)
         experiment.decision = decision.to_dict()
-        if decision.verdict == RERUN:
+        if decision.verdict in (RERUN, REMEASURE):
             self.store.save_experiment(experiment)
-            self.queue.appendleft(experiment)
+            if decision.verdict == RERUN:
+                self.queue.appendleft(experiment)
+            else:
+                self._remeasure_best(experiment, best)
             return
         experiment.value = decision.mean
-        experiment.delta = decision.mean - best.value
+        experiment.delta = decision.mean - decision.best
         experiment.status = KEEP if decision.verdict == KEEP else DISCARD
         if experiment.status == KEEP:
             self.study.advance_branch(experiment, best)
             self.progress.best = experiment
         self._close(experiment)
+
+    def _noise(self) -> Noise:
+        """σ pooled over every code state measured more than once; the study records it."""
+        noise = pooled_noise(self.samples.values())
+        if noise.sigma != self.study.record.sigma:
+            self.store.set_sigma(self.study.id, noise.sigma)
+            self.study.record.sigma = noise.sigma
+        return noise
+
+    def _remeasure_best(self, challenger: Experiment, best: Experiment) -> None:
+        self.waiting_for_best.append(challenger)
+        if self.remeasuring is None:
+            self.remeasuring = best
+            self.queue.appendleft(best)
+
+    def _remeasured(self, best: Experiment, result: RunResult) -> None:
+        """The best was measured once more: its value is the mean of all its runs."""
+        self.remeasuring = None
+        if result.status == "interrupted":
+            return  # the waiting challengers are evaluated again when the study resumes
+        if result.status == "ok" and result.value is not None:
+            best.values = [*best.values, result.value]
+            best.value = sum(best.values) / len(best.values)
+            self.samples[best.number] = list(best.values)
+        self.store.save_experiment(best)
+        waiting, self.waiting_for_best = self.waiting_for_best, []
+        for challenger in waiting:  # a failed re-run: judged on the runs the best has
+            self._judge(challenger, can_remeasure=result.status == "ok")
 
     def _close(self, experiment: Experiment) -> None:
         experiment.finished_at = datetime.now(UTC)
