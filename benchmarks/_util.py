@@ -46,7 +46,9 @@ def example_repo(name: str, replace: dict[str, tuple[str, str]] | None = None) -
     root = Path(tempfile.mkdtemp(prefix=f"ratchet-bench-{name}-")) / name
     shutil.copytree(EXAMPLES / name, root)
     for path, (old, new) in (replace or {}).items():
-        (root / path).write_text((root / path).read_text().replace(old, new))
+        text = (root / path).read_text()
+        assert old in text, f"{old!r} is not in {name}/{path}"
+        (root / path).write_text(text.replace(old, new))
     _commit(root)
     return root
 

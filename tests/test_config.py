@@ -37,7 +37,8 @@ def test_examples_parse_into_typed_config() -> None:
 def test_defaults_for_a_minimal_task() -> None:
     config = parse_config(GOOD, Path("/repo"))
     assert config.metric.regex.search("val_bpb: 0.99\n").group("value") == "0.99"
-    assert config.decision.rule == "noise-aware" and config.decision.baseline_runs == 3
+    assert config.decision.rule == "noise-aware" and config.decision.baseline_runs == 4
+    assert (config.decision.max_runs, config.decision.alpha) == (8, 0.05)
     assert config.name == "repo"
 
 
@@ -56,6 +57,11 @@ def test_defaults_for_a_minimal_task() -> None:
     (with_changes("metric", pattern="(?P<value>"), "[metric].pattern: not a valid regular"),
     (with_changes("decision", rule="bayes"), "[decision].rule: must be 'noise-aware' or"),
     (with_changes("decision", baseline_runs=1), "[decision].baseline_runs: noise-aware needs"),
+    (with_changes("decision", alpha=1.5), "[decision].alpha: must be between 0 and 1"),
+    (with_changes("decision", z=2.0), "[decision].z: unknown key"),
+    (with_changes("task", hidden=["objective.py"], editable=["objective.py"]),
+     "[task].hidden: 'objective.py' is editable"),
+    (with_changes("task", predict="python p.py"), "[task].predict: needs [task].evaluate"),
     (with_changes("cost", compute_usd_per_hour=-1), "[cost].compute_usd_per_hour: must be at"),
     (with_changes("space", LR={"float": [0.1, 0.01]}), "[space].LR: low (0.1) must be below"),
     (with_changes("space", LR={"float": [0.0, 1.0], "log": True}), "[space].LR: a log scale"),

@@ -87,16 +87,16 @@ def test_noise_aware_pools_noise_confirms_gains_and_remeasures_the_best(
     judged = [e for e in experiments[1:] if e.decision]
     dfs = [e.decision["df"] for e in judged]
     assert dfs == sorted(dfs) and dfs[-1] > 2  # more than the baseline's own 2
-    confirmed = [e for e in judged if len(e.values) == 6]
+    confirmed = [e for e in judged if len(e.values) == 8]
     assert confirmed, "no candidate reached a confirmed decision"
     for e in judged:
         d = e.decision
         assert d["rule"] == "noise-aware" and d["runs"] == len(e.values)
         if e.status == "keep":
-            assert d["runs"] == 6 and d["p_value"] < 0.05 and d["best_runs"] >= 6
+            assert d["runs"] == 8 and d["p_value"] < 0.05 and d["best_runs"] >= 8
     for e in confirmed:  # the best had as many runs as its challenger when it was judged
-        assert e.decision["best_runs"] >= 6 and e.decision["p_value"] is not None
-    assert len(experiments[0].values) >= 6  # the baseline was measured again for them
+        assert e.decision["best_runs"] >= 8 and e.decision["p_value"] is not None
+    assert len(experiments[0].values) >= 8  # the baseline was measured again for them
 
 
 def test_greedy_rule_runs_each_candidate_once(make_repo: Callable[..., Path]) -> None:

@@ -51,8 +51,8 @@ class MetricConfig:
 @dataclass(frozen=True)
 class DecisionConfig:
     rule: str = "noise-aware"
-    baseline_runs: int = 3
-    max_runs: int = 6
+    baseline_runs: int = 4
+    max_runs: int = 8
     alpha: float = 0.05  # the test's false-accept rate for one candidate
 
 
@@ -251,13 +251,13 @@ def _parse_decision(reader: _Reader, section: dict[str, Any]) -> DecisionConfig:
     rule = reader.string(section, "decision", "rule") or "noise-aware"
     if rule not in RULES:
         reader.fail("decision", "rule", f"must be 'noise-aware' or 'greedy', got {rule!r}")
-    baseline_runs = reader.integer(section, "decision", "baseline_runs", default=3, low=1)
+    baseline_runs = reader.integer(section, "decision", "baseline_runs", default=4, low=1)
     if rule == "noise-aware" and baseline_runs < 2:
         reader.fail("decision", "baseline_runs", "noise-aware needs at least 2 baseline runs")
     return DecisionConfig(
         rule=rule,
         baseline_runs=baseline_runs if rule == "noise-aware" else 1,
-        max_runs=reader.integer(section, "decision", "max_runs", default=6, low=1),
+        max_runs=reader.integer(section, "decision", "max_runs", default=8, low=1),
         alpha=_alpha(reader, section),
     )
 

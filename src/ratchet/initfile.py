@@ -81,8 +81,9 @@ goal = "minimize"   # or "maximize"
 
 [decision]
 rule = "noise-aware"   # or "greedy": keep any strict improvement
-baseline_runs = 3      # repeats of the unmodified code, to measure noise
-max_runs = 3           # runs of a candidate whose gain is within the noise
+baseline_runs = 4      # repeats of the unmodified code, to measure noise
+max_runs = 8           # runs of a candidate that looks better, before it is judged
+alpha = 0.05           # false-accept rate of the test, per candidate
 
 [cost]
 compute_usd_per_hour = 0.0   # what one evaluation slot costs
