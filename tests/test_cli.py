@@ -1,6 +1,7 @@
 """The command line: every command, its errors as one line with exit code 2."""
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -37,6 +38,8 @@ def test_run_log_show_best_export_status(repo: Path) -> None:
 
     show = ratchet(repo, "show", "1").stdout
     assert "--- diff ---" in show and "+X = " in show and "==> ratchet: evaluate" in show
+    assert re.search(r"^decision: (keep|discard): loss \S+ over 1 run\(s\) against the "
+                     r"best's 3\.84 over 3 run\(s\), a gain of \S+; ", show, re.MULTILINE), show
 
     best = ratchet(repo, "best")
     assert best.returncode == 0 and "branch: ratchet/tpe-1" in best.stdout
