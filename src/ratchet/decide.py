@@ -7,7 +7,8 @@ false-accept rate `alpha` the user sets:
 - the noise σ is pooled from every code state the study has measured more than once (the
   baseline's repeats, every re-run of a candidate or of the incumbent), with its degrees of
   freedom, so it grows more reliable as the study goes on and its uncertainty is priced in;
-- a candidate whose mean is not better than the best's is discarded at once, at any run;
+- a candidate whose mean is not better than the best's is discarded at once, at any run, and
+  so is one better by less than `FUTILITY_T` standard errors before its last run;
 - a candidate that looks better earns re-runs up to `max_runs` (confirmation): it is judged
   only on all of them, so one lucky run is never enough;
 - the best is the mean of its runs, and it is measured again when it has fewer runs than the
