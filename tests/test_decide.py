@@ -26,6 +26,11 @@ GREEDY = DecisionConfig(rule="greedy", baseline_runs=1)
 WELL_MEASURED = Noise(sigma=0.01, df=60)
 
 
+def runs(mean: float, n: int = 6, spread: float = 0.01) -> list[float]:
+    """`n` runs with this mean, spread as real noisy runs are (not one value repeated)."""
+    return [mean + spread * (1 if i % 2 else -1) for i in range(n - n % 2)] + [mean] * (n % 2)
+
+
 def test_greedy_keeps_any_strict_improvement_over_the_best_mean() -> None:
     assert decide([0.99], [1.0], True, GREEDY, Noise(5.0, 2)).verdict == KEEP
     assert decide([1.0], [1.0], True, GREEDY, Noise()).verdict == DISCARD
@@ -61,21 +66,45 @@ def test_the_best_is_measured_again_when_it_has_fewer_runs_than_the_challenger()
 
 
 def test_the_test_records_its_statistic_and_p_value() -> None:
-    candidate, best = [0.99] * 6, [1.0] * 6
+    candidate, best = runs(0.99), runs(1.0)
     d = decide(candidate, best, True, NOISE_AWARE, Noise(0.01, 10))
     t = 0.01 / (0.01 * (2 / 6) ** 0.5)
     assert d.statistic == pytest.approx(t)
     assert d.p_value == pytest.approx(stats.t.sf(t, 10))
     assert d.verdict == (KEEP if d.p_value < 0.05 else DISCARD)
-    weak = decide([0.996] * 6, best, True, NOISE_AWARE, Noise(0.01, 4))
+    weak = decide(runs(0.996), best, True, NOISE_AWARE, Noise(0.01, 4))
     assert weak.verdict == DISCARD and weak.p_value >= 0.05 and "within the noise" in weak.reason
 
 
 def test_the_uncertainty_of_sigma_is_priced_in() -> None:
     """The same gain and σ: kept with σ known from many runs, not from two."""
-    candidate, best = [0.989] * 6, [1.0] * 6  # 1.9 standard errors
+    candidate, best = runs(0.989), runs(1.0)  # 1.9 standard errors
     assert decide(candidate, best, True, NOISE_AWARE, Noise(0.01, 200)).verdict == KEEP
     assert decide(candidate, best, True, NOISE_AWARE, Noise(0.01, 1)).verdict == DISCARD
+
+
+def test_a_lucky_fixed_seed_confirmed_by_itself_is_not_a_discovery() -> None:
+    """Code that fixes its seed repeats one draw: eight identical runs are one run, and they
+    must not talk the study's noise down either."""
+    rng = random.Random(3)
+    others = [[rng.gauss(0.0, 1.0) for _ in range(4)] for _ in range(7)]
+    baseline = [rng.gauss(0.0, 1.0) for _ in range(8)]
+    lucky_seed = [statistics.fmean(baseline) - 1.3] * 8  # a 1.3σ lucky draw, repeated
+    with_it = pooled_noise([*others, baseline, lucky_seed])
+    assert with_it == pooled_noise([*others, baseline])  # left out of the noise
+    d = decide(lucky_seed, baseline, True, NOISE_AWARE, with_it)
+    assert d.verdict == DISCARD and "count as one draw" in d.reason
+    naive = Noise(with_it.sigma, with_it.df)  # what counting its runs as eight would give:
+    t_naive = d.gain / (naive.sigma * (2 / 8) ** 0.5)
+    assert stats.t.sf(t_naive, naive.df) < 0.05  # ... a keep
+    real = [statistics.fmean(baseline) - 6.0] * 8  # a deterministic change that is real
+    assert decide(real, baseline, True, NOISE_AWARE, with_it).verdict == KEEP
+
+
+def test_a_deterministic_task_has_no_noise_and_keeps_any_gain() -> None:
+    noise = pooled_noise([[1.0, 1.0, 1.0], [0.9, 0.9]])
+    assert noise.sigma == 0.0 and noise.df == 3
+    assert decide([0.9, 0.9], [1.0, 1.0, 1.0], True, NOISE_AWARE, noise).verdict == KEEP
 
 
 def test_without_any_measured_noise_a_gain_is_kept_at_once() -> None:
@@ -111,7 +140,7 @@ def test_a_gain_of_three_sigma_is_found() -> None:
 
 
 def test_explain_says_it_in_plain_words() -> None:
-    d = decide([0.98] * 6, [1.0] * 6, True, NOISE_AWARE, Noise(0.01, 10)).to_dict()
+    d = decide(runs(0.98), runs(1.0), True, NOISE_AWARE, Noise(0.01, 10)).to_dict()
     text = explain(d, "loss")
     assert text.startswith("keep: loss 0.98 over 6 run(s) against the best's 1 over 6 run(s), "
                            "a gain of 0.02 = 3.46 standard errors of 0.005774 (noise σ 0.01 "

@@ -13,7 +13,9 @@ false-accept rate `alpha` the user sets:
   only on all of them, so one lucky run is never enough;
 - the best is the mean of its runs, and it is measured again when it has fewer runs than the
   challenger, so a lucky first measurement of the best does not stand for long;
-- the test: t = gain / (σ √(1/n_candidate + 1/n_best)), kept when p < alpha.
+- the test: t = gain / (σ √(1/n_candidate + 1/n_best)), kept when p < alpha;
+- runs that repeat one value while the study shows noise (code that fixed its own seed) count
+  as one draw, for the test and for the noise: a lucky seed confirmed by itself proves nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ RERUN = "rerun"  # not a status: measure the candidate once more
 # Before its last run, a candidate whose gain is under this many standard errors is dropped:
 # it would rarely pass, and re-running it is what costs. Chosen with benchmarks/noise.py.
 FUTILITY_T = 0.5
+REPEAT_FRACTION = 0.1  # runs spread below this share of σ: one draw repeated (a fixed seed)
 REMEASURE = "remeasure"  # not a status: measure the best once more, then judge again
 
 
@@ -64,14 +67,35 @@ class Decision:
 
 
 def pooled_noise(samples: Iterable[Sequence[float]]) -> Noise:
-    """σ pooled over groups of repeated measurements, each group one code state."""
+    """σ pooled over groups of repeated measurements, each group one code state.
+
+    A group whose runs (all but) repeat one value, in a study that shows noise elsewhere, is
+    code that fixed its own randomness (a seed): its runs are one draw, not several, and must
+    not talk the noise down. Such groups are left out."""
+    groups = [list(values) for values in samples if len(values) >= 2]
+    noise = _pool(groups)
+    repeating = [g for g in groups if _repeats_one_draw(g, noise)]
+    return _pool([g for g in groups if g not in repeating]) if repeating else noise
+
+
+def _pool(groups: Sequence[Sequence[float]]) -> Noise:
     squares, df = 0.0, 0
-    for values in samples:
-        if len(values) >= 2:
-            mean = statistics.fmean(values)
-            squares += sum((v - mean) ** 2 for v in values)
-            df += len(values) - 1
+    for values in groups:
+        mean = statistics.fmean(values)
+        squares += sum((v - mean) ** 2 for v in values)
+        df += len(values) - 1
     return Noise(math.sqrt(squares / df), df) if df else Noise()
+
+
+def _repeats_one_draw(values: Sequence[float], noise: Noise) -> bool:
+    """Runs that spread less than a tenth of the study's noise repeat one draw."""
+    return len(values) >= 2 and noise.sigma > 0 and \
+        statistics.pstdev(values) < REPEAT_FRACTION * noise.sigma
+
+
+def effective_runs(values: Sequence[float], noise: Noise) -> int:
+    """How many independent draws `values` are: one, when they repeat one draw."""
+    return 1 if _repeats_one_draw(values, noise) else len(values)
 
 
 def gain(value: float, best: float, minimize: bool) -> float:
@@ -91,15 +115,17 @@ def decide(values: Sequence[float], best_values: Sequence[float], minimize: bool
         better = facts["gain"] > 0
         return Decision(verdict=KEEP if better else DISCARD, **facts,
                         reason="better than the best" if better else "not better than the best")
-    return _noise_aware(facts, len(values), len(best_values), rule, noise, can_remeasure)
+    return _noise_aware(facts, values, best_values, rule, noise, can_remeasure)
 
 
-def _noise_aware(facts: dict[str, Any], runs: int, best_runs: int, rule: DecisionConfig,
-                 noise: Noise, can_remeasure: bool) -> Decision:
+def _noise_aware(facts: dict[str, Any], values: Sequence[float], best_values: Sequence[float],
+                 rule: DecisionConfig, noise: Noise, can_remeasure: bool) -> Decision:
+    runs, best_runs = len(values), len(best_values)
     if facts["gain"] <= 0:
         return Decision(verdict=DISCARD, **facts,
                         reason=f"not better than the best's mean over {runs} run(s)")
-    t = _t_statistic(facts["gain"], runs, best_runs, noise)
+    t = _t_statistic(facts["gain"], effective_runs(values, noise),
+                     effective_runs(best_values, noise), noise)
     if t is None:  # repeated runs showed no noise at all: the gain is real
         return Decision(verdict=KEEP, **facts,
                         reason="better than the best, and repeated runs show no noise")
@@ -119,12 +145,15 @@ def _noise_aware(facts: dict[str, Any], runs: int, best_runs: int, rule: Decisio
     p = float(stats.t.sf(t, noise.df))
     test = {"test": "one-sided Student's t, pooled σ", "statistic": t, "p_value": p,
             "alpha": rule.alpha}
+    one_draw = " (its runs repeat one value: they count as one draw)" \
+        if effective_runs(values, noise) == 1 < runs else ""
     if p < rule.alpha:
         return Decision(verdict=KEEP, **facts, **test,
-                        reason=f"gain holds over {runs} runs: p = {p:.3g} < alpha {rule.alpha:g}")
+                        reason=f"gain holds over {runs} runs{one_draw}: p = {p:.3g} < alpha "
+                               f"{rule.alpha:g}")
     return Decision(verdict=DISCARD, **facts, **test,
-                    reason=f"gain within the noise over {runs} runs: p = {p:.3g} >= alpha "
-                           f"{rule.alpha:g}")
+                    reason=f"gain within the noise over {runs} runs{one_draw}: p = {p:.3g} >= "
+                           f"alpha {rule.alpha:g}")
 
 
 def _t_statistic(gain: float, runs: int, best_runs: int, noise: Noise) -> float | None:
