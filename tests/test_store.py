@@ -1,5 +1,8 @@
 """The store on SQLite and on PostgreSQL: the same calls, migrations, a whole study."""
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,3 +110,20 @@ def test_a_store_at_an_older_schema_is_migrated_with_its_data(storage_url: str) 
                                     tokens_in=12, rationale={"hypothesis": "h"}))
     new = store.experiments(study.id)[1]
     assert (new.scope, new.tokens_in, new.rationale) == ("in", 12, {"hypothesis": "h"})
+
+
+def test_drivers_that_start_together_on_a_fresh_store_take_turns(storage_url: str,
+                                                                 tmp_path: Path) -> None:
+    """Several first starts at once: the schema is made once, and nobody fails."""
+    go = tmp_path / "go"
+    script = ("import os, sys, time\n"
+              f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
+              "from ratchet.store import Store\n"
+              "Store(sys.argv[1]).studies()\n")
+    drivers = [subprocess.Popen([sys.executable, "-c", script, storage_url],
+                                stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    time.sleep(1.5)  # every driver has imported ratchet and waits for the flag
+    go.touch()
+    errors = [d.communicate(timeout=120)[1] for d in drivers]
+    assert [d.returncode for d in drivers] == [0] * 6, "\n".join(errors)
+    assert Store(storage_url).studies() == []

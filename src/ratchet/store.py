@@ -7,6 +7,7 @@ The schema is versioned with Alembic migrations that run when a store is opened.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from ratchet.errors import UsageError
 from ratchet.records import Experiment, GeneralizationRun, StudyRecord
 
 STATE_DIR = ".ratchet"
+MIGRATION_LOCK_KEY = 0x72617463  # "ratc": PostgreSQL advisory lock held while migrating
 SUPPORTED = ("sqlite", "postgresql")
 
 
@@ -99,6 +101,22 @@ class _GeneralizationRow(_Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
+@contextmanager
+def _sqlite_file_lock(url: str) -> Iterator[None]:
+    """An exclusive lock beside a SQLite database file (processes of one machine); nothing for
+    a server, whose migration takes an advisory lock instead."""
+    files = sqlite_files(url)
+    if not files:
+        yield
+        return
+    with open(f"{files[0]}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def sqlite_files(url: str) -> list[Path]:
     """The files of a SQLite store (database, WAL, shared memory); none for a server."""
     parsed = make_url(url)
@@ -155,10 +173,14 @@ class Store:
                              f"{reason[0] if reason else type(exc).__name__}") from None
 
     def _migrate(self) -> None:
+        """Create or upgrade the schema; drivers that start together take turns."""
         config = AlembicConfig()
         config.set_main_option("script_location",
                                str(resources.files("ratchet") / "migrations"))
-        with self.engine.begin() as connection:
+        with _sqlite_file_lock(self.url), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # held until this transaction ends
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK_KEY})
             config.attributes["connection"] = connection
             alembic_command.upgrade(config, "head")
 
