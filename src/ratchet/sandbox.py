@@ -108,13 +108,14 @@ class BwrapLauncher:
         for path in _interpreter_paths():
             if _inside_any(path, covered):
                 args += ["--ro-bind", str(path), str(path)]
+        inside = [(s, t) for s, t in sandbox.read_only if Path(t).is_relative_to(sandbox.workdir)]
         for source, target in sandbox.read_only:
-            args += ["--ro-bind", str(source), str(target)]
+            if (source, target) not in inside:
+                args += ["--ro-bind", str(source), str(target)]
         work = str(sandbox.workdir)
         args += ["--bind" if sandbox.writable else "--ro-bind", work, work]
-        for source, target in sandbox.read_only:  # read-only data placed inside the work tree
-            if Path(target).is_relative_to(sandbox.workdir):
-                args += ["--ro-bind", str(source), str(target)]
+        for source, target in inside:  # read-only data placed inside the work tree
+            args += ["--ro-bind", str(source), str(target)]
         for path in sandbox.hidden:
             args += ["--ro-bind", "/dev/null", str(path)]
         return [*args, "--chdir", work, "--", *argv]
@@ -186,7 +187,4 @@ def _interpreter_paths() -> list[Path]:
 
 
 def _gpu_devices() -> list[str]:
-    found: list[str] = []
-    for pattern in GPU_DEVICES:
-        found += sorted(glob.glob(pattern))
-    return found
+    return sorted({path for pattern in GPU_DEVICES for path in glob.glob(pattern)})
