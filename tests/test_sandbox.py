@@ -373,3 +373,26 @@ def test_the_predict_process_runs_the_model_blind_and_cannot_forge_the_metric(
     assert "score: -100" in model_log and "score: -100" not in log.read_text().split(
         "==> ratchet: evaluate")[1]
     assert "model: PermissionError\nmodel: allowed\n" in log.read_text()  # the command phase
+
+
+def test_code_the_command_phase_writes_never_runs_in_the_protected_phase(
+        make_repo: Callable[..., Path]) -> None:
+    """A `json.py` beside evaluate.py would be imported instead of the standard library's and
+    could print any loss: it is deleted before the evaluate phase; a tracked module that is not
+    editable, rewritten at run time, voids the run."""
+    repo = make_repo("quadratic", replace={"ratchet.toml": GREEDY})
+    (repo / "helper.py").write_text("VALUE = 1\n")
+    commit_all(repo, "a helper module, neither editable nor protected")
+    study = open_study(repo, "plant", proposer="random", seed=0)
+    plant = ('open("json.py", "w").write("import sys\\nprint(\\"loss: 0.000000\\")\\n'
+             'sys.exit(0)\\n")\n')
+    shadow = study.try_patch(patch_from(repo, edit("objective.py", "rng = random.Random",
+                                                   plant + "rng = random.Random")), "shadow json")
+    assert shadow.value == pytest.approx(3.84) and shadow.status == "discard"
+    assert "removed code the command phase wrote: json.py" in Path(shadow.log_path).read_text()
+    rewrite = 'open("helper.py", "w").write("VALUE = 2\\n")\n'
+    changed = study.try_patch(patch_from(repo, edit("objective.py", "rng = random.Random",
+                                                    rewrite + "rng = random.Random")),
+                              "rewrite a helper")
+    assert changed.status == "void"
+    assert changed.reason == "the command phase changed code it may not edit: helper.py"

@@ -10,6 +10,8 @@ are hashed before, between and after the phases; any change voids the run.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.machinery
 import json
 import math
 import os
@@ -34,6 +36,11 @@ VOID_LINE = re.compile(r"^ratchet-void:\s*(?P<reason>.+)$", re.MULTILINE)
 BUDGET_VARIABLE = "RATCHET_TIME_BUDGET"  # seconds the command phase may train
 PREDICT_VARIABLE = "RATCHET_PREDICT_FDS"  # "<write fd>,<read fd>" of the pipes to `predict`
 PREDICT_EXIT_GRACE_S = 2.0
+# Files Python imports: code the command phase writes could shadow a module the protected
+# evaluator imports (a `json.py` beside evaluate.py is imported before the standard library's).
+IMPORTABLE = (*importlib.machinery.all_suffixes(), ".pth")
+# Bytecode is cached in the phase's private /tmp, never read from the work tree's __pycache__.
+PYCACHE = "/tmp/ratchet-pycache"
 
 
 class MetricError(ValueError):
@@ -141,17 +148,19 @@ class Evaluator:
     def evaluate(self, worktree: Path, log: Path, runner: ProcessRunner,
                  extra_env: Mapping[str, str] | None = None, horizon: float = 1.0) -> RunResult:
         cfg = self.config
-        env = {**self.environment(), **(extra_env or {})}
+        env = {**self.environment(), "PYTHONPYCACHEPREFIX": PYCACHE, **(extra_env or {})}
         if cfg.budget_s is not None:
             env[BUDGET_VARIABLE] = f"{cfg.budget_s * horizon:g}"
         deadline = time.monotonic() + cfg.timeout_s * horizon
         expected = protected_digest(worktree, cfg.protected)
+        code_before = _code_digest(worktree)
         result = RunResult(status="ok")
         output, outcome, budget_reason = self._command_phase(worktree, env, deadline, log, runner,
                                                              horizon)
         all_output = output
         _account(result, outcome)
-        failure = self._failure("command", outcome, worktree, expected, budget_reason)
+        failure = self._failure("command", outcome, worktree, expected, budget_reason) \
+            or self._planted_code(worktree, code_before, log)
         if failure:
             result.status, result.reason = failure
             return result
@@ -271,6 +280,25 @@ class Evaluator:
             return "crash", f"{phase} phase exited with code {outcome.returncode}"
         return None
 
+    def _planted_code(self, worktree: Path, before: Mapping[str, str],
+                      log: Path) -> tuple[str, str] | None:
+        """Code the command phase wrote must not run in the protected phases: new importable
+        files are deleted; a changed one that is not editable voids the run."""
+        after = _code_digest(worktree)
+        changed = sorted(p for p in before if p in after and after[p] != before[p]
+                         and not matches_any(p, self.config.editable))
+        if changed:
+            return "void", ("the command phase changed code it may not edit: "
+                            f"{', '.join(changed)}")
+        planted = sorted(set(after) - set(before))
+        for path in planted:
+            (worktree / path).unlink()
+        if planted:
+            with open(log, "a") as f:
+                f.write(f"==> ratchet: removed code the command phase wrote: "
+                        f"{', '.join(planted)}\n")
+        return None
+
     def _metric(self, output: str, worktree: Path) -> float:
         metric = self.config.metric
         if metric.file:
@@ -311,6 +339,19 @@ class _PhaseOutput:
         with open(self.log, "rb") as f:
             f.seek(self.offset)
             self.output = f.read().decode("utf-8", errors="replace")
+
+
+def _code_digest(worktree: Path) -> dict[str, str]:
+    """sha256 of every importable file in the work tree (links: their target's name)."""
+    digest = {}
+    for dirpath, _, filenames in os.walk(worktree):
+        for name in filenames:
+            if name.endswith(IMPORTABLE):
+                path = Path(dirpath) / name
+                digest[path.relative_to(worktree).as_posix()] = (
+                    "link:" + os.readlink(path) if path.is_symlink()
+                    else hashlib.sha256(path.read_bytes()).hexdigest())
+    return digest
 
 
 def _leaves(worktree: Path, relative: str) -> str | None:
