@@ -38,9 +38,8 @@ PREDICT_VARIABLE = "RATCHET_PREDICT_FDS"  # "<write fd>,<read fd>" of the pipes 
 PREDICT_EXIT_GRACE_S = 2.0
 # Files Python imports: code the command phase writes could shadow a module the protected
 # evaluator imports (a `json.py` beside evaluate.py is imported before the standard library's).
+# Bytecode the command phase leaves in __pycache__ is such a file too.
 IMPORTABLE = (*importlib.machinery.all_suffixes(), ".pth")
-# Bytecode is cached in the phase's private /tmp, never read from the work tree's __pycache__.
-PYCACHE = "/tmp/ratchet-pycache"
 
 
 class MetricError(ValueError):
@@ -148,7 +147,7 @@ class Evaluator:
     def evaluate(self, worktree: Path, log: Path, runner: ProcessRunner,
                  extra_env: Mapping[str, str] | None = None, horizon: float = 1.0) -> RunResult:
         cfg = self.config
-        env = {**self.environment(), "PYTHONPYCACHEPREFIX": PYCACHE, **(extra_env or {})}
+        env = {**self.environment(), **(extra_env or {})}
         if cfg.budget_s is not None:
             env[BUDGET_VARIABLE] = f"{cfg.budget_s * horizon:g}"
         deadline = time.monotonic() + cfg.timeout_s * horizon
