@@ -386,12 +386,13 @@ def test_code_the_command_phase_writes_never_runs_in_the_protected_phase(
     study = open_study(repo, "plant", proposer="random", seed=0)
     plant = ('open("json.py", "w").write("import sys\\nprint(\\"loss: 0.000000\\")\\n'
              'sys.exit(0)\\n")\nimport os\nos.makedirs("__pycache__", exist_ok=True)\n'
-             'open("__pycache__/evaluate.cpython-311.pyc", "wb").write(b"forged")\n')
+             'open("__pycache__/evaluate.cpython-311.pyc", "wb").write(b"forged")\n'
+             'os.mkfifo("hang.py")\n')  # a FIFO: reading it to hash it would block forever
     shadow = study.try_patch(patch_from(repo, edit("objective.py", "rng = random.Random",
                                                    plant + "rng = random.Random")), "shadow json")
     assert shadow.value == pytest.approx(3.84) and shadow.status == "discard"
     assert "removed code the command phase wrote: __pycache__/evaluate.cpython-311.pyc, " \
-           "json.py" in Path(shadow.log_path).read_text()
+           "hang.py, json.py" in Path(shadow.log_path).read_text()
     rewrite = 'open("helper.py", "w").write("VALUE = 2\\n")\n'
     changed = study.try_patch(patch_from(repo, edit("objective.py", "rng = random.Random",
                                                     rewrite + "rng = random.Random")),

@@ -10,7 +10,6 @@ are hashed before, between and after the phases; any change voids the run.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
 import json
 import math
@@ -28,7 +27,7 @@ from ratchet.globs import matches_any
 from ratchet.process import ProcessOutcome, ProcessRunner
 from ratchet.sandbox import Sandbox
 from ratchet.units import format_memory
-from ratchet.workspace import digest_changes, protected_digest
+from ratchet.workspace import digest_changes, protected_digest, tree_digest
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 # A protected evaluate phase may void a run it refuses to score (a non-causal model, say).
@@ -254,7 +253,8 @@ class Evaluator:
             os.close(to_model_w)
             os.close(from_model_r)
         outcome = runner.finish(scorer, limit)
-        helper = runner.finish(model, PREDICT_EXIT_GRACE_S)
+        # After the scorer, the model has a moment to see its input close and exit.
+        helper = runner.finish(model, limit + PREDICT_EXIT_GRACE_S)
         outcome.cpu_s += helper.cpu_s
         outcome.peak_mem_mb = max(outcome.peak_mem_mb, helper.peak_mem_mb)
         outcome.memory_exceeded = outcome.memory_exceeded or helper.memory_exceeded
@@ -341,16 +341,8 @@ class _PhaseOutput:
 
 
 def _code_digest(worktree: Path) -> dict[str, str]:
-    """sha256 of every importable file in the work tree (links: their target's name)."""
-    digest = {}
-    for dirpath, _, filenames in os.walk(worktree):
-        for name in filenames:
-            if name.endswith(IMPORTABLE):
-                path = Path(dirpath) / name
-                digest[path.relative_to(worktree).as_posix()] = (
-                    "link:" + os.readlink(path) if path.is_symlink()
-                    else hashlib.sha256(path.read_bytes()).hexdigest())
-    return digest
+    """sha256 of every importable file in the work tree."""
+    return tree_digest(worktree, lambda rel: rel.endswith(IMPORTABLE))
 
 
 def _leaves(worktree: Path, relative: str) -> str | None:

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ratchet.config import SANDBOX_MODES
 from ratchet.errors import UsageError
 
-MODES = ("bwrap", "none")
 GPU_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri")
 INSTALL_BWRAP = "sudo apt-get install bubblewrap (or dnf/pacman install bubblewrap)"
 
@@ -151,7 +151,7 @@ def launcher_for(mode: str) -> Launcher:
         return BwrapLauncher()
     if mode == "none":
         return NoLauncher()
-    raise UsageError(f"unknown sandbox mode {mode!r} (known: {', '.join(MODES)})")
+    raise UsageError(f"unknown sandbox mode {mode!r} (known: {', '.join(SANDBOX_MODES)})")
 
 
 def _conceal(path: Path) -> list[str]:

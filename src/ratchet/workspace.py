@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,20 +151,30 @@ def study_branch(study: str) -> str:
 def protected_digest(root: Path, protected: Iterable[str]) -> dict[str, str]:
     """sha256 of every file under `root` that a protected glob covers (links hash their target)."""
     protected = tuple(protected)
+    return tree_digest(root, lambda rel: matches_any(rel, protected))
+
+
+def tree_digest(root: Path, include: Callable[[str], bool]) -> dict[str, str]:
+    """sha256 of every file under `root` (outside .git) whose relative path `include` takes."""
     digest = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d != ".git"]
         for name in filenames:
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
-            if matches_any(rel, protected):
+            if include(rel):
                 digest[rel] = _hash_file(full)
     return digest
 
 
 def _hash_file(path: Path) -> str:
+    """Links by their target's name, other non-regular files (a FIFO would block a read
+    forever) by their kind; only regular files are read."""
     if path.is_symlink():
         return "symlink:" + os.readlink(path)
+    mode = path.lstat().st_mode
+    if not stat.S_ISREG(mode):
+        return f"special:{stat.S_IFMT(mode):o}"
     sha = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
