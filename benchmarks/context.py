@@ -59,7 +59,7 @@ def main() -> None:
         "[decision]", f"[agent]\ncontext_tokens = {args.budget}\n\n[decision]")})
     study = open_study(repo, "context-bench", proposer="agent",
                        settings={"model": "openai:bench"})
-    brief = ResearchBrief(study)
+    brief = ResearchBrief(study.context)
     code, _ = brief.code_at(study.record.base_commit)
     rng = random.Random(0)
     best = 1.99

@@ -27,8 +27,8 @@ import optuna
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import one_file_task  # noqa: E402
 
-from ratchet.process import ProcessRunner  # noqa: E402
-from ratchet.sandbox import BwrapLauncher, NoLauncher, Sandbox  # noqa: E402
+from ratchet.execute.process import ProcessRunner  # noqa: E402
+from ratchet.execute.sandbox import BwrapLauncher, NoLauncher, Sandbox  # noqa: E402
 from ratchet.study import open_study  # noqa: E402
 
 

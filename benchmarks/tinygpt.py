@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ratchet.knobs import rewrite_knobs
+from ratchet.knobs.source import rewrite_knobs
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tinygpt"
 

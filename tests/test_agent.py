@@ -49,7 +49,7 @@ def run_agent(repo: Path, server: ChatServer, backend: str, experiments: int,
                                settings={"model": f"{backend}:{model}"})
     url = server.anthropic_url if backend == "anthropic" else server.base_url
     chat = connect(ModelSpec(backend, model), url, max_retries=max_retries)
-    proposer = AgentProposer(study, f"{backend}:{model}", chat=chat,
+    proposer = AgentProposer(study.context, f"{backend}:{model}", chat=chat,
                              limits=limits or Limits(max_tool_calls=8, retry_pauses_s=(0.0,)))
     study.run(max_experiments=experiments, proposer=proposer)
     return study
@@ -210,9 +210,9 @@ def test_hybrid_continues_the_classical_search_on_the_agents_structural_change(
         study = ratchet.open_study(repo, "hy", proposer="hybrid", seed=0,
                                    settings={"model": "openai:test-model"})
         chat = connect(ModelSpec("openai", "test-model"), server.base_url, max_retries=0)
-        agent = AgentProposer(study, "openai:test-model", chat=chat)
+        agent = AgentProposer(study.context, "openai:test-model", chat=chat)
         steps = iter([0.0, 0.9, 0.9])  # agent on the first step after warm-up, then the sampler
-        study.run(max_experiments=6, proposer=HybridProposer(study, agent,
+        study.run(max_experiments=6, proposer=HybridProposer(study.context, agent,
                                                              choose=lambda: next(steps)))
     exps = study.experiments()
     assert [e.trial_number is None for e in exps[1:]] == [False, False, True, False, False]

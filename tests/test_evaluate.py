@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ratchet.config import parse_config
-from ratchet.evaluate import (
+from ratchet.execute.evaluate import (
     Evaluator,
     MetricError,
     ProcessRunner,
@@ -14,7 +14,7 @@ from ratchet.evaluate import (
     read_metric_file,
     scrub_env,
 )
-from ratchet.sandbox import Launcher, launcher_for
+from ratchet.execute.sandbox import Launcher, launcher_for
 
 
 def task(tmp_path: Path, **task_keys: object) -> Evaluator:

@@ -9,7 +9,7 @@ import pytest
 
 import ratchet
 from ratchet.cli import main
-from ratchet.store import Store
+from ratchet.store.database import Store
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/" \
     "autoresearch-h100-mar8-results.tsv"

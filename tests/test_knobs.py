@@ -3,7 +3,7 @@ import ast
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ratchet.knobs import find_knobs, rewrite_knobs, space_toml, suggest_param
+from ratchet.knobs.source import find_knobs, rewrite_knobs, space_toml, suggest_param
 
 SOURCE = '''"""A training script."""
 import os

@@ -22,7 +22,7 @@ from conftest import commit_all, git
 from test_integrity import edit, patch_from
 
 from ratchet.cli import main
-from ratchet.process import process_tree
+from ratchet.execute.process import process_tree
 from ratchet.study import open_study
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None and os.environ.get("CI") != "true",
@@ -310,8 +310,8 @@ def test_config_errors_of_the_sandbox(make_repo: Callable[..., Path],
 
 @pytest.mark.skipif(not Path("/dev/nvidia0").exists(), reason="no GPU on this machine")
 def test_gpus_are_passed_through(tmp_path: Path) -> None:
-    from ratchet.process import ProcessRunner
-    from ratchet.sandbox import BwrapLauncher, Sandbox
+    from ratchet.execute.process import ProcessRunner
+    from ratchet.execute.sandbox import BwrapLauncher, Sandbox
 
     log = tmp_path / "log"
     outcome = ProcessRunner(BwrapLauncher()).run("ls /dev/nvidia0", Sandbox(workdir=tmp_path),
@@ -338,9 +338,9 @@ def test_the_process_tree_includes_grandchildren() -> None:
 def test_the_predict_process_runs_the_model_blind_and_cannot_forge_the_metric(
         tmp_path: Path) -> None:
     from ratchet.config import parse_config
-    from ratchet.evaluate import Evaluator
-    from ratchet.process import ProcessRunner
-    from ratchet.sandbox import BwrapLauncher
+    from ratchet.execute.evaluate import Evaluator
+    from ratchet.execute.process import ProcessRunner
+    from ratchet.execute.sandbox import BwrapLauncher
 
     work = tmp_path / "work"
     work.mkdir()

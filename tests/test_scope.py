@@ -1,4 +1,4 @@
-from ratchet.scope import IN, OUTSIDE, classify
+from ratchet.knobs.scope import IN, OUTSIDE, classify
 
 BASE = "import math\n\nLR = 0.01  # learning rate\nDEPTH = 4\nWINDOW = 128\n\n" \
        "def f(x):\n    return math.sqrt(x) * LR\n"

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import ratchet
-from ratchet.serve import make_server
-from ratchet.store import Store
+from ratchet.reports.serve import make_server
+from ratchet.store.database import Store
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SLOW = ('command = "python objective.py"', 'command = "sleep 0.6 && python objective.py"')

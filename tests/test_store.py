@@ -9,22 +9,38 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ratchet.errors import UsageError
-from ratchet.records import Experiment, StudyRecord
-from ratchet.store import Store
+from ratchet.errors import RatchetError, UsageError
+from ratchet.records import Driver, Experiment, StudyRecord
+from ratchet.store.database import ClaimLost, Store
 from ratchet.study import open_study
+
+
+def _study(store: Store, name: str = "s") -> StudyRecord:
+    return store.create_study(StudyRecord(name=name, task="t", repo_root="/r",
+                                          base_commit="abc", proposer="tpe", seed=3))
+
+
+def _driver(store: Store, study: StudyRecord, pid: int = 1) -> int:
+    driver = store.register_driver(Driver(study_id=study.id, host="h", pid=pid,
+                                          executor="local", slots=1))
+    assert driver.id is not None
+    return driver.id
 
 
 def test_records_round_trip_and_survive_reopening(storage_url: str) -> None:
     store = Store(storage_url)
-    study = store.create_study(StudyRecord(name="s", task="t", repo_root="/r",
-                                           base_commit="abc", proposer="tpe", seed=3))
+    study = _study(store)
     assert study.id is not None and study.created_at is not None
-    e = store.add_experiment(Experiment(study_id=study.id, number=0, kind="baseline"))
+    driver = _driver(store, study)
+    store.add_experiment(Experiment(study_id=study.id, number=0, kind="baseline"))
+    e = store.claim(study.id, driver)
+    assert e is not None and e.status == "running" and e.driver_id == driver
     e.values, e.value, e.status = [1.0, 1.5], 1.25, "keep"
     e.params, e.decision, e.secondary = {"DEPTH": 8}, {"rule": "greedy"}, {"memory_gb": 2.0}
-    store.save_experiment(e)
-    store.set_sigma(study.id, 0.25)
+    with store.judging(study.id, driver) as tx:
+        tx.save(e, release=True)
+        tx.move_best(None, e)
+        tx.set_sigma(0.25)
     store.close()
 
     reopened = Store(storage_url)  # migrations run again and find nothing to do
@@ -32,7 +48,8 @@ def test_records_round_trip_and_survive_reopening(storage_url: str) -> None:
     (got,) = reopened.experiments(study.id)
     assert (got.values, got.value, got.status, got.params) == ([1.0, 1.5], 1.25, "keep",
                                                                {"DEPTH": 8})
-    assert got.secondary == {"memory_gb": 2.0}
+    assert got.secondary == {"memory_gb": 2.0} and got.driver_id is None
+    assert reopened.best(study.id) == got
     assert reopened.experiment(study.id, 0).id == got.id
     assert reopened.experiments(study.id, statuses=["discard"]) == []
     with pytest.raises(UsageError, match="already exists"):
@@ -40,16 +57,79 @@ def test_records_round_trip_and_survive_reopening(storage_url: str) -> None:
                                           base_commit="abc", proposer="tpe"))
     with reopened.engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM ratchet_alembic_version"))
-        assert version.scalar() == "0004"
+        assert version.scalar() == "0005"
 
 
-def test_experiment_numbers_are_unique_per_study(storage_url: str) -> None:
+def test_experiment_numbers_come_from_the_database_gap_free(storage_url: str) -> None:
     store = Store(storage_url)
-    study = store.create_study(StudyRecord(name="u", task="t", repo_root="/r",
-                                           base_commit="abc", proposer="tpe"))
-    store.add_experiment(Experiment(study_id=study.id, number=1, kind="proposal"))
-    with pytest.raises(sa.exc.IntegrityError):
-        store.add_experiment(Experiment(study_id=study.id, number=1, kind="proposal"))
+    study, other = _study(store, "u"), _study(store, "v")
+    numbers = [store.add_experiment(Experiment(study_id=study.id, number=7, kind="proposal"),
+                                    log_path=lambda n: f"log-{n}").number for _ in range(3)]
+    assert numbers == [0, 1, 2]
+    assert store.experiment(study.id, 2).log_path == "log-2"
+    assert store.add_experiment(Experiment(study_id=other.id, number=5, kind="try")).number == 0
+    assert store.add_experiment(Experiment(study_id=study.id, number=0, kind="proposal"),
+                                limit=3) is None  # the experiment budget is the study's
+    assert [e.number for e in store.experiments(study.id)] == [0, 1, 2]
+
+
+def test_a_claim_is_one_drivers_and_a_finished_record_is_never_written_again(
+        storage_url: str) -> None:
+    store = Store(storage_url)
+    study = _study(store)
+    a, b = _driver(store, study, 1), _driver(store, study, 2)
+    for _ in range(2):
+        store.add_experiment(Experiment(study_id=study.id, number=0, kind="proposal"))
+    first, second = store.claim(study.id, a), store.claim(study.id, b)
+    assert {first.number, second.number} == {0, 1} and store.claim(study.id, a) is None
+    second.values = [9.0]
+    with pytest.raises(ClaimLost), store.judging(study.id, a) as tx:
+        tx.save(second)  # b's experiment: a may not write it
+    first.status, first.value, first.values = "discard", 2.0, [2.0]
+    with store.judging(study.id, a) as tx:
+        tx.save(first, release=True)
+    first.value = -100.0  # a forged second verdict on a finished row
+    with pytest.raises(ClaimLost), store.judging(study.id, a) as tx:
+        tx.save(first)
+    assert store.experiment(study.id, first.number).value == 2.0
+    assert store.experiment(study.id, second.number).values == []
+
+    store.stop_driver(b, "test")  # b's running experiment goes back to the queue, once
+    again = store.claim(study.id, a)
+    assert again.number == second.number and again.status == "running"
+    with pytest.raises(ClaimLost), store.judging(study.id, b) as tx:
+        tx.save(second)  # the stopped driver's late result is refused
+
+
+def test_the_best_pointer_moves_only_from_the_value_judged_against(storage_url: str) -> None:
+    store = Store(storage_url)
+    study = _study(store)
+    a = _driver(store, study)
+    rows = [store.add_experiment(Experiment(study_id=study.id, number=0, kind="proposal"))
+            for _ in range(3)]
+    with store.judging(study.id, a) as tx:
+        tx.move_best(None, rows[0])
+    with store.judging(study.id, a) as tx:
+        tx.move_best(rows[0], rows[1])
+    with pytest.raises(RatchetError, match="best moved"), store.judging(study.id, a) as tx:
+        tx.move_best(rows[0], rows[2])  # judged against a best that is no longer the best
+    assert store.best(study.id).number == rows[1].number
+
+
+def test_a_silent_driver_is_declared_stopped_and_its_work_released(storage_url: str) -> None:
+    store = Store(storage_url)
+    study = _study(store)
+    quiet, live = _driver(store, study, 1), _driver(store, study, 2)
+    store.add_experiment(Experiment(study_id=study.id, number=0, kind="proposal"))
+    held = store.claim(study.id, quiet)
+    assert store.reclaim_stale(study.id, stale_after_s=60) == []
+    time.sleep(0.3)
+    assert store.heartbeat(live)
+    released = store.reclaim_stale(study.id, stale_after_s=0.2)
+    assert [e.number for e in released] == [held.number]
+    assert not store.heartbeat(quiet)  # it learns it was declared stopped
+    assert [d.id for d in store.drivers(study.id, live=True)] == [live]
+    assert store.claim(study.id, live).number == held.number
 
 
 def test_a_whole_study_with_its_optuna_sampler_in_the_same_database(
@@ -79,12 +159,12 @@ def test_a_store_at_an_older_schema_is_migrated_with_its_data(storage_url: str) 
     from alembic import command
     from alembic.config import Config
 
-    from ratchet.store import normalize_url
+    from ratchet.store.database import normalize_url
 
     engine = sa.create_engine(normalize_url(storage_url))
     config = Config()
     config.set_main_option("script_location", str(Path(__import__("ratchet").__file__).parent
-                                                  / "migrations"))
+                                                  / "store" / "migrations"))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
@@ -118,7 +198,7 @@ def test_drivers_that_start_together_on_a_fresh_store_take_turns(storage_url: st
     go = tmp_path / "go"
     script = ("import os, sys, time\n"
               f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
-              "from ratchet.store import Store\n"
+              "from ratchet.store.database import Store\n"
               "Store(sys.argv[1]).studies()\n")
     drivers = [subprocess.Popen([sys.executable, "-c", script, storage_url],
                                 stderr=subprocess.PIPE, text=True) for _ in range(6)]

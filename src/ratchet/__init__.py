@@ -1,7 +1,7 @@
 """ratchet: propose a code change, evaluate it under protection, keep it only if it is better."""
 
+from ratchet.engine import Budget, Progress
 from ratchet.errors import ConfigError, RatchetError, UsageError
-from ratchet.loop import Budget, Progress
 from ratchet.proposers import Proposal, ProposalContext, Proposer
 from ratchet.records import Experiment, StudyRecord
 from ratchet.study import Study, open_study

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ratchet.engine import Progress, Reporter
 from ratchet.errors import UsageError
-from ratchet.loop import Progress, Reporter
 from ratchet.proposers import AGENTS, CLI_AGENTS, EXTERNAL, IMPORTED, PROPOSERS
 from ratchet.proposers.classical import SAMPLERS
 from ratchet.records import StudyRecord
-from ratchet.store import Store
+from ratchet.store.database import Store
 from ratchet.study import Study, open_study
 
 

@@ -15,20 +15,20 @@ from rich.table import Table
 from ratchet import examples
 from ratchet.config import TASK_FILE, TaskConfig, load_config
 from ratchet.decide import explain
+from ratchet.engine import Progress
 from ratchet.errors import RatchetError, UsageError
-from ratchet.export import FORMATS, export
-from ratchet.gitrepo import GitRepo
-from ratchet.initfile import discover_knobs, task_file_text
-from ratchet.knobs import space_toml
-from ratchet.loop import Progress
+from ratchet.execute.gitrepo import GitRepo
+from ratchet.knobs.initfile import discover_knobs, task_file_text
+from ratchet.knobs.source import space_toml
 from ratchet.proposers import PROPOSERS
 from ratchet.proposers.classical import SAMPLERS
 from ratchet.records import KEEP
-from ratchet.store import Store, default_url
+from ratchet.reports.export import FORMATS, export
+from ratchet.reports.summary import overview
+from ratchet.reports.view import LOG_HEADERS, LiveReporter, PlainReporter, experiment_cells, fmt
+from ratchet.store.database import Store, default_url
 from ratchet.study import Study, open_study
-from ratchet.summary import overview
 from ratchet.units import format_duration, parse_duration
-from ratchet.view import LOG_HEADERS, LiveReporter, PlainReporter, experiment_cells, fmt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,8 +435,8 @@ def _horizons(text: str) -> list[float]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ratchet.bench import bench_studies
-    from ratchet.report import write_report
-    from ratchet.report_data import report_data
+    from ratchet.reports.data import report_data
+    from ratchet.reports.report import write_report
 
     store = _store(args)
     bench = args.bench or "bench"
@@ -462,7 +462,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ratchet.serve import make_server
+    from ratchet.reports.serve import make_server
 
     try:
         server = make_server(_store(args), args.host, args.port)

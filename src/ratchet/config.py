@@ -58,7 +58,7 @@ class DecisionConfig:
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    """What the code under evaluation may reach (see `ratchet.sandbox`)."""
+    """What the code under evaluation may reach (see `ratchet.execute.sandbox`)."""
 
     mode: str = "bwrap"
     network: bool = False

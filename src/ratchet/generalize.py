@@ -11,14 +11,14 @@ Welch's t-test on the per-seed means, from scipy, with its p-value.
 from __future__ import annotations
 
 import itertools
+import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from scipy import stats
 
-from ratchet.loop import SilentReporter
-from ratchet.process import ProcessRunner
+from ratchet.execute.process import ProcessRunner
 from ratchet.records import GeneralizationRun
 from ratchet.study import Study
 
@@ -34,17 +34,20 @@ def generalize_study(study: Study, horizons: Sequence[float], runs: int,
         return 0
     done = {(g.horizon, g.run) for g in study.store.generalization(study.id)
             if g.experiment_number == best.number}
-    worktree = study.state_dir / "worktrees" / study.name / "generalize"
-    study.check_sandbox(_Announcer(announce))
+    context = study.context
+    worktree = context.state_dir / "worktrees" / study.name / f"generalize-{os.getpid()}"
+    warning = context.check_sandbox()
+    if warning:
+        announce(warning)
     made = 0
     for horizon, run in itertools.product(horizons, range(runs)):
         if (horizon, run) in done:
             continue
-        study.repo.export(best.commit, worktree)
+        study.repo.export(context.materialize(best.commit), worktree)
         name = f"generalize-{best.number}-h{horizon:g}-{run}.log"
-        log = study.state_dir / "logs" / study.name / name
+        log = context.state_dir / "logs" / study.name / name
         log.parent.mkdir(parents=True, exist_ok=True)
-        result = study.evaluator.evaluate(worktree, log, ProcessRunner(study.launcher),
+        result = context.evaluator.evaluate(worktree, log, ProcessRunner(context.launcher),
                                           {HORIZON_VARIABLE: f"{horizon:g}"}, horizon=horizon)
         study.store.add_generalization(GeneralizationRun(
             study_id=study.id, experiment_number=best.number, horizon=horizon, run=run,
@@ -54,16 +57,6 @@ def generalize_study(study: Study, horizons: Sequence[float], runs: int,
                  f"{result.value if result.status == 'ok' else result.status}")
         made += 1
     return made
-
-
-class _Announcer(SilentReporter):
-    """Messages of the run (the sandbox's warning) go where generalize announces."""
-
-    def __init__(self, announce: Callable[[str], None]) -> None:
-        self.announce = announce
-
-    def message(self, text: str) -> None:
-        self.announce(text)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from mcp.server.mcpserver import MCPServer
 
 from ratchet.proposers import EXTERNAL
 from ratchet.records import KEEP
+from ratchet.reports.view import fmt
 from ratchet.study import Study, open_study
-from ratchet.view import fmt
 
 
 def build_server(study: Study) -> MCPServer:

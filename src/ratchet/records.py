@@ -6,12 +6,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-# Experiment statuses. `running` is only ever seen for an experiment whose driver died: a
-# resumed study evaluates it again. Finished statuses never change.
-PENDING, RUNNING = "pending", "running"
+# Experiment statuses. `pending` waits for a driver to claim it; `running` is claimed by one
+# (if that driver stops heartbeating, another takes it back to `pending`); `waiting` has its
+# runs and waits for the best to be measured (the baseline, or the best once more). Finished
+# statuses never change; only a kept experiment gains runs when it is measured again.
+PENDING, RUNNING, WAITING = "pending", "running", "waiting"
 KEEP, DISCARD, CRASH, TIMEOUT, VOID = "keep", "discard", "crash", "timeout", "void"
+UNFINISHED = (PENDING, RUNNING, WAITING)
 FINISHED = (KEEP, DISCARD, CRASH, TIMEOUT, VOID)
 FAILED = (CRASH, TIMEOUT, VOID)
+
+# Experiment kinds.
+BASELINE, PROPOSAL, TRY, IMPORTED_KIND = "baseline", "proposal", "try", "imported"
 
 # Studies whose changes come from outside rather than from a proposer ratchet runs.
 IMPORTED = "import"  # an autoresearch results log brought in by `ratchet import`
@@ -37,7 +43,7 @@ class StudyRecord:
 class Experiment:
     study_id: int
     number: int
-    kind: str  # baseline | proposal | try
+    kind: str  # BASELINE | PROPOSAL | TRY | IMPORTED_KIND
     status: str = PENDING
     parent_commit: str | None = None
     commit: str | None = None
@@ -61,9 +67,11 @@ class Experiment:
     tokens_cached: int = 0
     rationale: dict[str, Any] | None = None  # an agent's hypothesis, expected effect, note
     trial_number: int | None = None
-    scope: str | None = None  # "in" or "outside" the classical space (ratchet.scope)
+    scope: str | None = None  # "in" or "outside" the classical space (ratchet.knobs.scope)
     slot: int | None = None
     pgid: int | None = None
+    driver_id: int | None = None  # the driver that holds it while it runs
+    remeasure: bool = False  # a kept experiment that a challenger needs measured once more
     log_path: str | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
@@ -72,6 +80,26 @@ class Experiment:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+
+@dataclass
+class Driver:
+    """One `ratchet run` process working on a study; several may share one."""
+
+    study_id: int
+    host: str
+    pid: int
+    executor: str
+    slots: int
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+    id: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"driver {self.id} ({self.host}:{self.pid})"
 
 
 @dataclass

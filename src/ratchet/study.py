@@ -7,30 +7,36 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ratchet.config import TaskConfig, load_config
-from ratchet.errors import PatchRejected, UsageError
-from ratchet.evaluate import Evaluator, RunResult
-from ratchet.gitrepo import GitRepo
-from ratchet.globs import matches_any
-from ratchet.knobs import Knob, find_knobs, rewrite_knobs
-from ratchet.loop import Budget, Engine, Progress, Reporter, SilentReporter, Slot
-from ratchet.process import kill_group
+from ratchet.context import StudyContext
+from ratchet.engine import (
+    HEARTBEAT_S,
+    STALE_AFTER_S,
+    Budget,
+    Engine,
+    Progress,
+    Reporter,
+    SilentReporter,
+)
+from ratchet.errors import UsageError
+from ratchet.execute.evaluate import RunResult
+from ratchet.execute.executor import Executor, Job
+from ratchet.execute.gitrepo import GitRepo
+from ratchet.execute.local import LocalExecutor
+from ratchet.execute.workspace import study_branch
 from ratchet.proposers import IMPORTED, PatchProposer, Proposer, create_proposer
 from ratchet.proposers import check_proposer_name as _check_proposer_name
-from ratchet.records import KEEP, Experiment, StudyRecord
-from ratchet.sandbox import Launcher, launcher_for
-from ratchet.scope import classify
-from ratchet.store import STATE_DIR, Store, default_url, sqlite_files
-from ratchet.workspace import Candidate, CandidateBuilder, study_branch
+from ratchet.records import TRY, Driver, Experiment, StudyRecord
+from ratchet.store.database import STATE_DIR, Store, default_url, sqlite_files
+
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse", "ceph", "glusterfs",
+                       "lustre", "afs")
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ def _find_or_create(store: Store, git: GitRepo, config: TaskConfig, name: str | 
     if not create:
         raise UsageError(f"no study named {name!r} (see `ratchet status` for the studies here)")
     _check_study_name(name)
-    return store.create_study(StudyRecord(
+    return store.get_or_create_study(StudyRecord(
         name=name, task=config.name, repo_root=str(git.root), base_commit=git.head(),
         proposer=proposer or "tpe", seed=seed, rule=config.decision.rule, settings=settings))
 
@@ -111,32 +117,13 @@ def _ensure_state_dir(root: Path) -> None:
 
 
 class Study:
+    """The facade: open, query, run, try, publish. Below it, the engine sees only the study's
+    `context`, an executor and a proposer."""
+
     def __init__(self, store: Store, record: StudyRecord, config: TaskConfig,
                  repo: GitRepo) -> None:
+        self.context = StudyContext(store, record, config, repo)
         self.store, self.record, self.config, self.repo = store, record, config, repo
-        self.state_dir = repo.root / STATE_DIR
-        self.launcher: Launcher = launcher_for(config.sandbox.mode)
-        self.evaluator = Evaluator(config, conceal=self.concealed_paths())
-        self.builder = CandidateBuilder(repo, record.name, config.editable, config.protected)
-
-    @cached_property
-    def base_sources(self) -> dict[str, str]:
-        """The editable Python files of the base commit, read once: knobs live in them."""
-        return self.sources_at(self.record.base_commit)
-
-    @cached_property
-    def knobs(self) -> dict[str, Knob]:
-        """The knobs of the base code; every `[space]` name must be one of them."""
-        knobs = _knobs_in(self.base_sources)
-        for param in self.config.space:
-            if param.name not in knobs:
-                raise UsageError(f"ratchet.toml: [space].{param.name}: no module-level constant "
-                                 f"of that name in the editable files")
-        return knobs
-
-    @cached_property
-    def base_values(self) -> dict[str, Any]:
-        return {k.name: k.value for k in self.knobs.values()}
 
     @property
     def name(self) -> str:
@@ -159,22 +146,40 @@ class Study:
         return experiment
 
     def best(self) -> Experiment | None:
-        kept = self.store.experiments(self.id, statuses=[KEEP])
-        return kept[-1] if kept else None
+        return self.store.best(self.id)
+
+    def drivers(self, live: bool = False) -> list[Driver]:
+        return self.store.drivers(self.id, live)
 
     # running
 
     def run(self, max_experiments: int | None = None, max_time_s: float | None = None,
             max_usd: float | None = None, parallel: int = 1, gpus: list[str] | None = None,
-            reporter: Reporter | None = None, proposer: Proposer | None = None) -> Progress:
+            reporter: Reporter | None = None, proposer: Proposer | None = None,
+            executor: str = "local", address: str | None = None,
+            heartbeat_s: float = HEARTBEAT_S, stale_after_s: float = STALE_AFTER_S) -> Progress:
+        """Run this driver until a budget ends. Other drivers (processes, machines) may run
+        the same study at the same time through the same database."""
         if parallel < 1:
             raise UsageError("--parallel must be at least 1")
-        proposer = proposer or create_proposer(self)
-        budget = Budget(max_experiments, max_time_s, max_usd)
-        self.check_sandbox(reporter or SilentReporter())
-        self._ensure_branch()
-        with self._lock():
-            return Engine(self, proposer, budget, parallel, gpus, reporter).run()
+        reporter = reporter or SilentReporter()
+        check_concurrency(self.store)
+        proposer = proposer or create_proposer(self.context)
+        if not self.repo.has_commit(self.record.base_commit):
+            raise UsageError(f"study {self.name!r} starts from commit "
+                             f"{self.record.base_commit[:10]}, which this repository lacks "
+                             "(git fetch it from the clone that started the study)")
+        warning = self.context.check_sandbox()
+        if warning:
+            reporter.message(warning)
+        self.context.ensure_branch()
+        driver = Engine.register(self.context, _Capacity(executor, parallel))
+        assert driver.id is not None
+        runner = self._executor(executor, parallel, gpus, address, driver.id)
+        engine = Engine(self.context, proposer, runner, Budget(max_experiments, max_time_s,
+                                                               max_usd), reporter,
+                        heartbeat_s=heartbeat_s, stale_after_s=stale_after_s, driver=driver)
+        return engine.run()
 
     def try_patch(self, patch: str, description: str = "user patch",
                   reporter: Reporter | None = None, onto_base: bool = False) -> Experiment:
@@ -182,177 +187,72 @@ class Study:
 
         The patch applies to the best code so far, or with `onto_base` to the study's base.
         """
+        before = {e.number for e in self.experiments()}
         self.run(reporter=reporter, proposer=PatchProposer(patch, description, onto_base))
-        return next(e for e in reversed(self.experiments()) if e.kind == "try")
-
-    # what the engine calls
-
-    def build_candidate(self, experiment: Experiment) -> Candidate:
-        """The commit for a proposed experiment: knob values on the base, or its patch."""
-        parent = experiment.parent_commit or self.record.base_commit
-        if experiment.params is not None:
-            return self.builder.from_files(parent, self._knob_files(experiment.params, parent),
-                                           experiment.description, experiment.number)
-        return self.builder.from_patch(parent, experiment.diff, experiment.description,
-                                       experiment.number)
-
-    def evaluate_in_slot(self, experiment: Experiment, slot: Slot) -> RunResult:
-        assert slot.runner is not None
-        if experiment.commit is None:
-            try:
-                candidate = self.build_candidate(experiment)
-            except PatchRejected as exc:
-                return RunResult(status="void", reason=f"rejected before running: {exc}")
-            experiment.commit, experiment.diff = candidate.commit, candidate.diff
-            experiment.scope = self.scope_of(candidate.parent, candidate.commit)
-            self.store.save_experiment(experiment)
-        self.repo.export(experiment.commit, slot.worktree)
-        log = Path(experiment.log_path or self.log_path(experiment.number))
-        log.parent.mkdir(parents=True, exist_ok=True)
-        env = {"RATCHET_STUDY": self.name, "RATCHET_EXPERIMENT": str(experiment.number),
-               "RATCHET_SLOT": str(slot.index)}
-        if slot.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = slot.gpu
-        return self.evaluator.evaluate(slot.worktree, log, slot.runner, env)
-
-    def scope_of(self, parent: str, commit: str) -> str:
-        """IN when only values of `[space]` knobs changed, else OUTSIDE (parsed-code check)."""
-        old: dict[str, str | None] = {}
-        new: dict[str, str | None] = {}
-        for change in self.repo.changes(parent, commit):
-            old[change.path] = None if change.status == "A" else \
-                self.repo.read_file(parent, change.path)
-            new[change.path] = None if change.status == "D" else \
-                self.repo.read_file(commit, change.path)
-        return classify(old, new, [p.name for p in self.config.space])
-
-    def advance_branch(self, kept: Experiment, previous_best: Experiment) -> None:
-        branch = f"refs/heads/{study_branch(self.name)}"
-        tip = self.repo.resolve(branch) or self.record.base_commit
-        assert kept.commit is not None
-        message = (f"ratchet {self.name} #{kept.number}: {kept.description}\n\n"
-                   f"{self.config.metric.name}: {previous_best.value:.6g} -> {kept.value:.6g}")
-        commit = self.repo.commit_tree(self.repo.tree_of(kept.commit), tip, message)
-        self.repo.update_ref(branch, commit)
+        return next(e for e in reversed(self.experiments())
+                    if e.kind == TRY and e.number not in before)
 
     def publish_best(self) -> BestResult:
         best = self.best()
         if best is None:
             raise UsageError(f"study {self.name!r} has no finished baseline yet")
-        self._ensure_branch()
+        self.context.sync_branch()
         branch = study_branch(self.name)
         diff = self.repo.diff(self.record.base_commit, f"refs/heads/{branch}")
         return BestResult(experiment=best, branch=branch, diff=diff)
 
-    def concealed_paths(self) -> list[Path]:
-        """What no sandboxed process may see: the repository (its git metadata, `.ratchet/`
-        with the store, logs and every work tree but its own), and a store kept elsewhere."""
-        common = self.repo.git("rev-parse", "--path-format=absolute", "--git-common-dir")
-        return [self.repo.root, Path(common.strip()), *sqlite_files(self.store.url)]
+    def _executor(self, kind: str, parallel: int, gpus: list[str] | None,
+                  address: str | None, driver: int) -> Executor:
+        context = self.context
+        if kind == "local":
+            if address is not None:
+                raise UsageError("--address is for --executor ray")
+            return LocalExecutor(self.repo, context.evaluator, context.launcher,
+                                 [context.worktree_path(driver, i) for i in range(parallel)],
+                                 gpus)
+        if kind == "ray":
+            from ratchet.execute.ray_executor import RayExecutor
 
-    def check_sandbox(self, reporter: Reporter) -> None:
-        """Once per run, before the baseline: the sandbox works here, or a one-line error; an
-        unsandboxed run says what is unprotected."""
-        self.launcher.check()
-        for entry in self.config.sandbox.read_only:
-            path = Path(entry).expanduser()
-            if not (path if path.is_absolute() else self.repo.root / path).exists():
-                raise UsageError(f"ratchet.toml: [sandbox].read_only: {entry!r} does not exist")
-        warning = self.launcher.warning()
-        if warning:
-            reporter.message(warning)
-
-    def worktree_path(self, slot: int) -> Path:
-        return self.state_dir / "worktrees" / self.name / f"slot-{slot}"
-
-    def log_path(self, number: int) -> Path:
-        return self.state_dir / "logs" / self.name / f"{number:05d}.log"
-
-    def kill_leftovers(self, unfinished: Iterable[Experiment]) -> None:
-        """Kill evaluations a killed driver left behind, found by process group and work tree."""
-        groups = {e.pgid for e in unfinished if e.pgid}
-        if groups:
-            _kill_groups_under(groups, self.state_dir / "worktrees" / self.name)
-
-    # internals
-
-    def _knob_files(self, params: Mapping[str, Any], parent: str) -> dict[str, str]:
-        """The files with the knobs set to `params`, on the code of `parent`."""
-        sources, knobs = self.base_sources, self.knobs
-        if parent != self.record.base_commit:  # knobs searched on code a kept change made
-            sources = self.sources_at(parent)
-            knobs = _knobs_in(sources)
-        by_file: dict[str, dict[str, Any]] = {}
-        for name, value in params.items():
-            knob = knobs.get(name)
-            if knob is None:
-                raise PatchRejected(f"knob {name} no longer exists in the code")
-            by_file.setdefault(knob.path, {})[name] = _like(knob.value, value)
-        return {path: rewrite_knobs(sources[path], values) for path, values in by_file.items()}
-
-    def knobs_at(self, commit: str) -> dict[str, Knob]:
-        return _knobs_in(self.sources_at(commit))
-
-    def sources_at(self, commit: str) -> dict[str, str]:
-        """The editable Python files of `commit`."""
-        return {path: self.repo.read_file(commit, path) for path in self.repo.list_files(commit)
-                if path.endswith(".py") and matches_any(path, self.config.editable)}
-
-    def _ensure_branch(self) -> None:
-        branch = f"refs/heads/{study_branch(self.name)}"
-        if self.repo.resolve(branch) is None:
-            self.repo.update_ref(branch, self.record.base_commit)
-
-    def _lock(self) -> _StudyLock:
-        return _StudyLock(self.state_dir / "locks" / f"{self.name}.lock", self.name)
+            return RayExecutor(self.repo, self.config, address or "auto", parallel)
+        raise UsageError(f"unknown executor {kind!r} (choose from: local, ray)")
 
 
-def _knobs_in(sources: Mapping[str, str]) -> dict[str, Knob]:
-    """Knobs by name across files; the first definition of a name wins."""
-    knobs: dict[str, Knob] = {}
-    for path, source in sources.items():
-        for knob in find_knobs(source, path):
-            knobs.setdefault(knob.name, knob)
-    return knobs
+class _Capacity(Executor):
+    """What a driver records about its executor before the executor exists."""
+
+    def __init__(self, name: str, capacity: int) -> None:
+        self.name, self.capacity = name, capacity
+
+    def submit(self, job: Job) -> Future[RunResult]:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
 
 
-def _like(original: Any, value: Any) -> Any:
-    """`value` in the type of the knob's original value where that loses nothing."""
-    if isinstance(value, list):
-        return tuple(value)
-    if isinstance(original, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
+def check_concurrency(store: Store) -> None:
+    """Several drivers share a study through the database: PostgreSQL anywhere, SQLite only
+    where its file lives on this machine's own disk (its locks do not hold over NFS)."""
+    files = sqlite_files(store.url)
+    if files and _on_network_filesystem(files[0].parent):
+        raise UsageError(f"the SQLite store {files[0]} is on a network filesystem, where its "
+                         "locks are unsafe: use --storage postgresql://...")
 
 
-def _kill_groups_under(groups: set[int], root: Path) -> None:
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+def _on_network_filesystem(path: Path) -> bool:
+    """Whether `path` lies on NFS, CIFS or another network mount (read from /proc/mounts)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    best, kind = "", ""
+    resolved = str(path.resolve())
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
             continue
-        pid = int(entry)
-        try:
-            if os.getpgid(pid) in groups and Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(
-                    root):
-                kill_group(os.getpgid(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
-
-
-class _StudyLock:
-    """One driver per study at a time: a second `ratchet run` is refused, not interleaved."""
-
-    def __init__(self, path: Path, name: str) -> None:
-        self.path, self.name = path, name
-
-    def __enter__(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "a+")
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.handle.close()
-            raise UsageError(f"study {self.name!r} is already running in another process") from None
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
+        mount = fields[1]
+        inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > len(best):
+            best, kind = mount, fields[2]
+    return kind.split(".")[0] in NETWORK_FILESYSTEMS

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 from ratchet.agent.notebook import Entry, build_notebook, estimate_tokens
 from ratchet.agent.program import system_prompt
 from ratchet.agent.tools import TOOL_SPECS
+from ratchet.context import StudyContext
 from ratchet.errors import UsageError
-from ratchet.gitrepo import GitError
+from ratchet.execute.gitrepo import GitError
 from ratchet.globs import matches_any
 from ratchet.records import Experiment
-
-if TYPE_CHECKING:
-    from ratchet.study import Study
 
 MAX_FILE_BYTES = 200_000
 ASK = ("Study the notebook and the code, then make ONE change that you expect to improve "
@@ -28,7 +25,7 @@ TOOLS_TOKENS = estimate_tokens(json.dumps([asdict(s) for s in TOOL_SPECS]))
 
 
 class ResearchBrief:
-    def __init__(self, study: Study, ask: str = ASK) -> None:
+    def __init__(self, study: StudyContext, ask: str = ASK) -> None:
         self.study = study
         self.config = study.config
         self.ask = ask

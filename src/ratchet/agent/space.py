@@ -16,7 +16,7 @@ from ratchet.agent.episode import EpisodeResult, Limits, run_episode
 from ratchet.agent.tools import TOOL_SPECS, AgentTools, Finish, ToolFailure
 from ratchet.config import Param, parse_space
 from ratchet.errors import ConfigError, RatchetError
-from ratchet.knobs import Knob, param_toml
+from ratchet.knobs.source import Knob, param_toml
 from ratchet.llm.chat import ChatModel, ToolSpec
 
 SYSTEM = """\

@@ -1,55 +1,94 @@
-"""Proposers by name: the one place that maps a `--proposer` value to a class."""
+"""Proposers by name: a registry that maps a `--proposer` value to a factory.
+
+A factory takes the study's context and recorded settings and returns a ready proposer; the
+heavy ones (LLM clients, coding-agent CLIs) are imported only when chosen. A new proposer is
+one `register` call.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from ratchet.context import StudyContext
 from ratchet.errors import UsageError
 from ratchet.proposers.base import PatchProposer, Proposal, ProposalContext, Proposer
 from ratchet.proposers.classical import SAMPLERS, ClassicalProposer
 from ratchet.records import EXTERNAL, IMPORTED
 
-if TYPE_CHECKING:
-    from ratchet.study import Study
-
-AGENTS = ("agent", "hybrid")
+Factory = Callable[[StudyContext, Mapping[str, Any]], Proposer]
+REGISTRY: dict[str, Factory] = {}
+AGENTS = ("agent", "hybrid")  # the built-in agent: they need a model
 CLI_AGENTS = ("claude-code", "codex", "aider")
-PROPOSERS = (*SAMPLERS, *AGENTS, *CLI_AGENTS, EXTERNAL)
 
-__all__ = ["EXTERNAL", "IMPORTED", "PROPOSERS", "PatchProposer", "Proposal", "ProposalContext",
-           "Proposer", "create_proposer"]
+__all__ = ["AGENTS", "CLI_AGENTS", "EXTERNAL", "IMPORTED", "PROPOSERS", "REGISTRY",
+           "PatchProposer", "Proposal", "ProposalContext", "Proposer", "create_proposer",
+           "register"]
 
 
-def create_proposer(study: Study) -> Proposer:
+def register(name: str, factory: Factory) -> None:
+    REGISTRY[name] = factory
+
+
+def create_proposer(context: StudyContext) -> Proposer:
     """The proposer a study was created with, configured from its recorded settings."""
-    record = study.record
-    name, settings = record.proposer, record.settings
-    if name in SAMPLERS:
-        return ClassicalProposer(name, study.config, study.store.url, record.name, record.seed)
-    if name == IMPORTED:
+    record = context.record
+    if record.proposer == IMPORTED:
         raise UsageError(f"study {record.name!r} is an imported results log: nothing to run")
-    if name == EXTERNAL:
+    if record.proposer == EXTERNAL:
         raise UsageError(f"study {record.name!r} is driven from outside (ratchet try, ratchet "
                          "mcp): it has no proposer to run")
-    if name in CLI_AGENTS:
-        from ratchet.proposers.cli_agents import CliAgentProposer
-
-        return CliAgentProposer(study, name)
-    check_proposer_name(name)
-    model = settings.get("model") or study.config.agent.model
-    if not model:
-        raise UsageError(f"the {name} proposer needs a model: --model NAME or [agent].model "
-                         "in ratchet.toml (e.g. anthropic:claude-sonnet-4-5, openai:gpt-5)")
-    from ratchet.proposers.agent import AgentProposer
-
-    agent = AgentProposer(study, model, settings.get("base_url"))
-    if name == "agent":
-        return agent
-    from ratchet.proposers.hybrid import HybridProposer
-
-    return HybridProposer(study, agent)
+    check_proposer_name(record.proposer)
+    return REGISTRY[record.proposer](context, record.settings)
 
 
 def check_proposer_name(name: str) -> None:
     if name not in PROPOSERS:
         raise UsageError(f"unknown proposer {name!r} (choose from: {', '.join(PROPOSERS)})")
+
+
+def _classical(sampler: str) -> Factory:
+    def make(context: StudyContext, settings: Mapping[str, Any]) -> Proposer:
+        return ClassicalProposer(sampler, context.config, context.store.url, context.name,
+                                 context.record.seed)
+    return make
+
+
+def _model(context: StudyContext, settings: Mapping[str, Any], proposer: str) -> str:
+    model = settings.get("model") or context.config.agent.model
+    if not model:
+        raise UsageError(f"the {proposer} proposer needs a model: --model NAME or [agent].model "
+                         "in ratchet.toml (e.g. anthropic:claude-sonnet-4-5, openai:gpt-5)")
+    return str(model)
+
+
+def _agent(context: StudyContext, settings: Mapping[str, Any]) -> Proposer:
+    from ratchet.proposers.agent import AgentProposer
+
+    return AgentProposer(context, _model(context, settings, "agent"), settings.get("base_url"))
+
+
+def _hybrid(context: StudyContext, settings: Mapping[str, Any]) -> Proposer:
+    from ratchet.proposers.agent import AgentProposer
+    from ratchet.proposers.hybrid import HybridProposer
+
+    agent = AgentProposer(context, _model(context, settings, "hybrid"), settings.get("base_url"))
+    return HybridProposer(context, agent)
+
+
+def _cli_agent(name: str) -> Factory:
+    def make(context: StudyContext, settings: Mapping[str, Any]) -> Proposer:
+        from ratchet.proposers.cli_agents import CliAgentProposer
+
+        return CliAgentProposer(context, name)
+    return make
+
+
+for _sampler in SAMPLERS:
+    register(_sampler, _classical(_sampler))
+register("agent", _agent)
+register("hybrid", _hybrid)
+for _cli in CLI_AGENTS:
+    register(_cli, _cli_agent(_cli))
+
+PROPOSERS = (*REGISTRY, EXTERNAL)

@@ -9,26 +9,23 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ratchet.agent.brief import ResearchBrief
 from ratchet.agent.episode import EpisodeResult, Limits, run_episode
 from ratchet.agent.tools import AgentTools
+from ratchet.context import StudyContext
 from ratchet.errors import PatchRejected
 from ratchet.llm.chat import ChatModel
 from ratchet.llm.connect import ModelSpec, connect
 from ratchet.llm.prices import cost_usd, price_of
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 
-if TYPE_CHECKING:
-    from ratchet.study import Study
-
 
 class AgentProposer(Proposer):
     name = "agent"
 
-    def __init__(self, study: Study, model: str, base_url: str | None = None,
+    def __init__(self, study: StudyContext, model: str, base_url: str | None = None,
                  chat: ChatModel | None = None, limits: Limits | None = None) -> None:
         agent = study.config.agent
         self.study = study
@@ -54,10 +51,9 @@ class AgentProposer(Proposer):
         tools = AgentTools(files, read_only, self.study.config.editable,
                            self.study.config.protected)
         result = run_episode(self.chat, self.brief.system, opening, tools, self.limits)
-        self._save_transcript(context.number, result)
-        return self._proposal(context.number, parent, result)
+        return self._proposal(parent, result)
 
-    def _proposal(self, number: int, parent: str, result: EpisodeResult) -> Proposal:
+    def _proposal(self, parent: str, result: EpisodeResult) -> Proposal:
         usage = result.usage
         rationale: dict[str, Any] = {"model": str(self.spec), "tool_calls": result.tool_calls,
                                      "ended": result.ended_because, "notes": result.notes}
@@ -70,16 +66,14 @@ class AgentProposer(Proposer):
             description = f"unfinished change ({result.ended_because})"
         if result.changes:
             try:
-                patch = self.study.builder.from_files(parent, result.changes, description,
-                                                      number).diff
+                patch = self.study.builder.from_files(parent, result.changes, description).diff
             except PatchRejected as exc:
                 description = f"rejected: {exc}"
         return Proposal(description=description, patch=patch, parent=parent, usage=usage,
-                        llm_usd=cost_usd(usage, self.price), rationale=rationale)
+                        llm_usd=cost_usd(usage, self.price), rationale=rationale,
+                        attachments={".agent.json": self._transcript(result)})
 
-    def _save_transcript(self, number: int, result: EpisodeResult) -> None:
-        path = Path(self.study.log_path(number)).with_suffix(".agent.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _transcript(self, result: EpisodeResult) -> str:
         turns = [{"type": type(t).__name__, **asdict(t)} for t in result.transcript]
-        path.write_text(json.dumps({"system": self.brief.system, "turns": turns,
-                                    "usage": asdict(result.usage)}, indent=1))
+        return json.dumps({"system": self.brief.system, "turns": turns,
+                           "usage": asdict(result.usage)}, indent=1)

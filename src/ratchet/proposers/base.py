@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ratchet.llm.prices import Usage
@@ -25,11 +25,14 @@ class Proposal:
     usage: Usage = Usage()  # tokens the proposal cost
     llm_usd: float = 0.0
     rationale: dict[str, Any] | None = None
+    # Files to keep beside the experiment's log, by suffix (an agent's transcript).
+    attachments: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ProposalContext:
-    """`best` is the best experiment so far: the baseline, possibly not yet measured."""
+    """`best` is the best experiment so far: the baseline, possibly not yet measured.
+    `number` is how many experiments the study holds (the database gives the real number)."""
 
     number: int
     best: Experiment
@@ -49,7 +52,11 @@ class Proposer(ABC):
         """Learn the outcome of a finished experiment (any status)."""
 
     def recover(self, unfinished: list[Experiment]) -> None:  # noqa: B027 - optional hook
-        """On resume: `unfinished` will be evaluated again; forget any other pending work."""
+        """On start: `unfinished` (of every driver) will be evaluated; forget other pending
+        work."""
+
+    def withdraw(self, proposal: Proposal) -> None:  # noqa: B027 - optional hook
+        """`proposal` will not be evaluated (other drivers used up the experiment budget)."""
 
 
 class PatchProposer(Proposer):

@@ -99,6 +99,10 @@ class ClassicalProposer(Proposer):
         else:
             self.study.tell(experiment.trial_number, state=TrialState.FAIL, skip_if_finished=True)
 
+    def withdraw(self, proposal: Proposal) -> None:
+        if proposal.trial_number is not None:
+            self.study.tell(proposal.trial_number, state=TrialState.FAIL, skip_if_finished=True)
+
     def recover(self, unfinished: list[Experiment]) -> None:
         keep = {e.trial_number for e in unfinished}
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

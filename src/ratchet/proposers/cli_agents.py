@@ -15,17 +15,15 @@ import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ratchet.agent.brief import ResearchBrief
+from ratchet.context import StudyContext
 from ratchet.errors import RatchetError, UsageError
+from ratchet.execute.process import ProcessRunner
+from ratchet.execute.sandbox import Sandbox
 from ratchet.llm.prices import Usage, cost_usd, price_of
-from ratchet.process import ProcessRunner
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
-from ratchet.sandbox import Sandbox
-
-if TYPE_CHECKING:
-    from ratchet.study import Study
 
 ASK = ("The code is in the current directory. Make ONE change to the editable files that you "
        "expect to improve the metric. Do not run the evaluation, do not commit. End your answer "
@@ -79,7 +77,7 @@ CLI_AGENTS = {
 
 
 class CliAgentProposer(Proposer):
-    def __init__(self, study: Study, proposer: str) -> None:
+    def __init__(self, study: StudyContext, proposer: str) -> None:
         self.study, self.cli = study, CLI_AGENTS[proposer]
         self.name = proposer
         if shutil.which(self.cli.executable) is None:
@@ -87,13 +85,14 @@ class CliAgentProposer(Proposer):
                              f"(install: {self.cli.install})")
         self.model: str | None = study.record.settings.get("model")
         self.brief = ResearchBrief(study, ask=ASK)
-        self.worktree = study.state_dir / "worktrees" / study.name / "agent"
+        # One work tree per driver process: drivers in one checkout must not share it.
+        self.worktree = study.state_dir / "worktrees" / study.name / f"agent-{os.getpid()}"
 
     def propose(self, context: ProposalContext) -> Proposal | None:
         parent = context.best.commit or self.study.record.base_commit
         prompt = self.brief.system + "\n" + self.brief.opening(context.best, {})
         self._checkout(parent)
-        log = Path(self.study.log_path(context.number)).with_suffix(".agent.log")
+        log = self.worktree.with_name(f"{self.worktree.name}.log")  # kept with the experiment
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")
         # The CLI needs its own login and keys (the evaluation never gets them).
@@ -113,7 +112,8 @@ class CliAgentProposer(Proposer):
         return Proposal(description=description, patch=self._diff(parent), parent=parent,
                         usage=report.usage, llm_usd=usd,
                         rationale={"agent": self.name, "model": self.model,
-                                   "answer": report.text[-2000:]})
+                                   "answer": report.text[-2000:]},
+                        attachments={".agent.log": output})
 
     def _sandbox(self) -> Sandbox:
         """Its work tree writable, the network and its own login (HOME) on; the repository,

@@ -11,15 +11,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+from ratchet.context import StudyContext
 from ratchet.proposers.agent import AgentProposer
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 from ratchet.proposers.classical import ClassicalProposer
 from ratchet.records import DISCARD, KEEP, Experiment
-
-if TYPE_CHECKING:
-    from ratchet.study import Study
 
 BRIEFING = """\
 ## Hybrid search
@@ -33,7 +30,7 @@ knobs cannot express. After a kept structural change the optimizer continues on 
 class HybridProposer(Proposer):
     name = "hybrid"
 
-    def __init__(self, study: Study, agent: AgentProposer, sampler: str = "tpe",
+    def __init__(self, study: StudyContext, agent: AgentProposer, sampler: str = "tpe",
                  choose: Callable[[], float] | None = None) -> None:
         self.study, self.agent = study, agent
         self.classical = ClassicalProposer(sampler, study.config, study.store.url, study.name,

@@ -23,8 +23,8 @@ from ratchet.records import (
     GeneralizationRun,
     StudyRecord,
 )
-from ratchet.store import Store
-from ratchet.summary import method_of
+from ratchet.reports.summary import method_of
+from ratchet.store.database import Store
 
 DOLLAR_POINTS = 40
 

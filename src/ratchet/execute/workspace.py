@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ratchet.errors import PatchRejected
-from ratchet.gitrepo import GitError, GitRepo, TreeChange
+from ratchet.execute.gitrepo import GitError, GitRepo, TreeChange
 from ratchet.globs import matches_any
 
+# Candidate commits carry a fixed date, so the same change on the same parent is the same
+# commit in every clone: a code state is its base commit plus the chain of stored diffs.
+CANDIDATE_DATE = "1970-01-01T00:00:00+0000"
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"
 
@@ -74,7 +77,8 @@ class CandidateBuilder:
         self.editable = tuple(editable)
         self.protected = tuple(protected)
 
-    def from_patch(self, parent: str, patch: str, message: str, number: int) -> Candidate:
+    def from_patch(self, parent: str, patch: str, message: str,
+                   number: int | None = None) -> Candidate:
         problems = patch_path_problems(patch)
         if problems:
             raise PatchRejected("; ".join(problems))
@@ -92,7 +96,7 @@ class CandidateBuilder:
         return self._commit(parent, tree, message, number)
 
     def from_files(self, parent: str, files: Mapping[str, str], message: str,
-                   number: int) -> Candidate:
+                   number: int | None = None) -> Candidate:
         with self._index(parent) as env:
             for path, content in files.items():
                 blob = self.repo.git("hash-object", "-w", "--stdin", input=content).strip()
@@ -101,13 +105,15 @@ class CandidateBuilder:
             tree = self.repo.git("write-tree", env=env).strip()
         return self._commit(parent, tree, message, number)
 
-    def _commit(self, parent: str, tree: str, message: str, number: int) -> Candidate:
+    def _commit(self, parent: str, tree: str, message: str, number: int | None) -> Candidate:
+        """The candidate commit, kept under a ref once it has an experiment's `number`."""
         problems = change_problems(self.repo.changes(parent, tree),
                                    self.editable, self.protected)
         if problems:
             raise PatchRejected("; ".join(problems))
-        commit = self.repo.commit_tree(tree, parent, message or f"experiment {number}")
-        self.repo.update_ref(candidate_ref(self.study, number), commit)
+        commit = self.repo.commit_tree(tree, parent, message or "candidate", CANDIDATE_DATE)
+        if number is not None:
+            self.repo.update_ref(candidate_ref(self.study, number), commit)
         return Candidate(commit=commit, parent=parent, diff=self.repo.diff(parent, commit))
 
     def _index(self, parent: str) -> _PrivateIndex:

@@ -23,11 +23,11 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ratchet.config import TaskConfig, metric_regex
+from ratchet.execute.process import ProcessOutcome, ProcessRunner
+from ratchet.execute.sandbox import Sandbox
+from ratchet.execute.workspace import digest_changes, protected_digest, tree_digest
 from ratchet.globs import matches_any
-from ratchet.process import ProcessOutcome, ProcessRunner
-from ratchet.sandbox import Sandbox
 from ratchet.units import format_memory
-from ratchet.workspace import digest_changes, protected_digest, tree_digest
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 # A protected evaluate phase may void a run it refuses to score (a non-causal model, say).
@@ -57,6 +57,7 @@ class RunResult:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     peak_mem_mb: float = 0.0
+    slot: int | None = None  # the executor's slot it ran in
 
 
 def scrub_env(environ: Mapping[str, str], allow: Iterable[str] = (),

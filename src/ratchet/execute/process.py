@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ratchet.sandbox import Launcher, NoLauncher, Sandbox
+from ratchet.execute.sandbox import Launcher, NoLauncher, Sandbox
 
 KILL_GRACE_S = 2.0
 SAMPLE_INTERVAL_S = 0.1

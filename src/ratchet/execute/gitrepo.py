@@ -92,10 +92,23 @@ class GitRepo:
     def diff(self, old: str, new: str) -> str:
         return self.git("diff", "--no-color", "--no-renames", old, new)
 
-    def commit_tree(self, tree: str, parent: str, message: str) -> str:
+    def commit_tree(self, tree: str, parent: str, message: str, date: str | None = None) -> str:
+        """A commit of `tree` on `parent`. With a fixed `date` the same tree, parent and message
+        make the same commit in every clone."""
         env = {"GIT_AUTHOR_NAME": "ratchet", "GIT_AUTHOR_EMAIL": "ratchet@localhost",
                "GIT_COMMITTER_NAME": "ratchet", "GIT_COMMITTER_EMAIL": "ratchet@localhost"}
+        if date is not None:
+            env |= {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
         return self.git("commit-tree", tree, "-p", parent, "-m", message, env=env).strip()
+
+    def has_commit(self, commit: str) -> bool:
+        return subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=self.root,
+                              capture_output=True).returncode == 0
+
+    def archive(self, commit: str) -> bytes:
+        """`commit`'s files as an uncompressed tar: a code state that travels as data."""
+        return subprocess.run(["git", "archive", "--format=tar", commit], cwd=self.root,
+                              check=True, capture_output=True).stdout
 
     def update_ref(self, ref: str, commit: str) -> None:
         self.git("update-ref", ref, commit)

@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ratchet.loop import Progress
+from ratchet.engine import Progress
 from ratchet.records import KEEP, Experiment
 from ratchet.units import format_duration
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from ratchet.config import TASK_FILE, load_config
 from ratchet.errors import ConfigError
-from ratchet.gitrepo import GitRepo
+from ratchet.execute.gitrepo import GitRepo
 from ratchet.globs import matches_any
-from ratchet.knobs import Knob, find_knobs, space_toml
+from ratchet.knobs.source import Knob, find_knobs, space_toml
 
 
 def _python_files(repo: GitRepo) -> list[str]:

@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ratchet.records import KEEP, PENDING, RUNNING, Experiment
-from ratchet.store import Store
-from ratchet.summary import overview
+from ratchet.reports.summary import overview
+from ratchet.store.database import Store
 
 STUDY = re.compile(r"^/api/studies/([^/]+)$")
 EXPERIMENT = re.compile(r"^/api/studies/([^/]+)/experiments/(\d+)$")
@@ -31,7 +31,7 @@ def _plotly_js() -> bytes:
 
 
 def _page() -> bytes:
-    return (resources.files("ratchet") / "web" / "dashboard.html").read_bytes()
+    return (resources.files("ratchet.reports") / "web" / "dashboard.html").read_bytes()
 
 
 class Dashboard:

@@ -1,0 +1,201 @@
+"""What the engine and the proposers work with: one study's store, config, code and files.
+
+`StudyContext` is the narrow object handed down from the `Study` facade: the engine, the
+executors and the proposers see this and nothing above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ratchet.config import TaskConfig
+from ratchet.errors import PatchRejected, UsageError
+from ratchet.execute.evaluate import Evaluator
+from ratchet.execute.gitrepo import GitRepo
+from ratchet.execute.sandbox import Launcher, launcher_for
+from ratchet.execute.workspace import Candidate, CandidateBuilder, study_branch
+from ratchet.globs import matches_any
+from ratchet.knobs.scope import classify
+from ratchet.knobs.source import Knob, find_knobs, rewrite_knobs
+from ratchet.records import Experiment, StudyRecord
+from ratchet.store.database import STATE_DIR, Store, sqlite_files
+
+
+class StudyContext:
+    def __init__(self, store: Store, record: StudyRecord, config: TaskConfig,
+                 repo: GitRepo) -> None:
+        self.store, self.record, self.config, self.repo = store, record, config, repo
+        self.state_dir = repo.root / STATE_DIR
+        self.launcher: Launcher = launcher_for(config.sandbox.mode)
+        self.evaluator = Evaluator(config, conceal=self.concealed_paths())
+        self.builder = CandidateBuilder(repo, record.name, config.editable, config.protected)
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def id(self) -> int:
+        assert self.record.id is not None
+        return self.record.id
+
+    def experiments(self) -> list[Experiment]:
+        return self.store.experiments(self.id)
+
+    # knobs
+
+    @cached_property
+    def base_sources(self) -> dict[str, str]:
+        """The editable Python files of the base commit, read once: knobs live in them."""
+        return self.sources_at(self.record.base_commit)
+
+    @cached_property
+    def knobs(self) -> dict[str, Knob]:
+        """The knobs of the base code; every `[space]` name must be one of them."""
+        knobs = knobs_in(self.base_sources)
+        for param in self.config.space:
+            if param.name not in knobs:
+                raise UsageError(f"ratchet.toml: [space].{param.name}: no module-level constant "
+                                 f"of that name in the editable files")
+        return knobs
+
+    @cached_property
+    def base_values(self) -> dict[str, Any]:
+        return {k.name: k.value for k in self.knobs.values()}
+
+    def knobs_at(self, commit: str) -> dict[str, Knob]:
+        return knobs_in(self.sources_at(self.materialize(commit)))
+
+    def sources_at(self, commit: str) -> dict[str, str]:
+        """The editable Python files of `commit`."""
+        return {path: self.repo.read_file(commit, path) for path in self.repo.list_files(commit)
+                if path.endswith(".py") and matches_any(path, self.config.editable)}
+
+    # code states
+
+    def build_candidate(self, experiment: Experiment) -> Candidate:
+        """The commit for an experiment: knob values on its parent, or its patch."""
+        parent = self.materialize(experiment.parent_commit or self.record.base_commit)
+        if experiment.params is not None and experiment.commit is None:
+            return self.builder.from_files(parent, self._knob_files(experiment.params, parent),
+                                           experiment.description, experiment.number)
+        return self.builder.from_patch(parent, experiment.diff, experiment.description,
+                                       experiment.number)
+
+    def materialize(self, commit: str) -> str:
+        """`commit`, made in this clone if another driver's clone made it: its experiment's
+        diff applied to its parent, which gives the same commit (candidates have fixed dates)."""
+        if self.repo.has_commit(commit):
+            return commit
+        experiment = self.store.experiment_with_commit(self.id, commit)
+        if experiment is None or commit == self.record.base_commit:
+            raise UsageError(f"commit {commit[:10]} of study {self.name!r} is neither in this "
+                             "repository nor recorded in the store (fetch the study's base "
+                             "commit into this clone)")
+        built = self.build_candidate(experiment).commit
+        if built != commit:
+            raise PatchRejected(f"experiment {experiment.number} rebuilt as {built[:10]}, "
+                                f"not {commit[:10]}")
+        return built
+
+    def scope_of(self, parent: str, commit: str) -> str:
+        """IN when only values of `[space]` knobs changed, else OUTSIDE (parsed-code check)."""
+        old: dict[str, str | None] = {}
+        new: dict[str, str | None] = {}
+        for change in self.repo.changes(parent, commit):
+            old[change.path] = None if change.status == "A" else \
+                self.repo.read_file(parent, change.path)
+            new[change.path] = None if change.status == "D" else \
+                self.repo.read_file(commit, change.path)
+        return classify(old, new, [p.name for p in self.config.space])
+
+    # the study's branch
+
+    def advance_branch(self, kept: Experiment, previous_best: Experiment) -> None:
+        assert kept.commit is not None
+        message = (f"ratchet {self.name} #{kept.number}: {kept.description}\n\n"
+                   f"{self.config.metric.name}: {previous_best.value:.6g} -> {kept.value:.6g}")
+        self._branch_to(kept.commit, message)
+
+    def sync_branch(self) -> None:
+        """Bring the branch to the best's code when another driver moved the best."""
+        best = self.store.best(self.id)
+        if best is None or best.commit is None or best.commit == self.record.base_commit:
+            self.ensure_branch()
+            return
+        tip = self.ensure_branch()
+        if self.repo.tree_of(tip) != self.repo.tree_of(self.materialize(best.commit)):
+            self._branch_to(best.commit, f"ratchet {self.name} #{best.number}: "
+                                         f"{best.description}")
+
+    def ensure_branch(self) -> str:
+        ref = f"refs/heads/{study_branch(self.name)}"
+        tip = self.repo.resolve(ref)
+        if tip is None:
+            self.repo.update_ref(ref, self.record.base_commit)
+            tip = self.record.base_commit
+        return tip
+
+    def _branch_to(self, commit: str, message: str) -> None:
+        tip = self.ensure_branch()
+        tree = self.repo.tree_of(self.materialize(commit))
+        self.repo.update_ref(f"refs/heads/{study_branch(self.name)}",
+                             self.repo.commit_tree(tree, tip, message))
+
+    # files and protection
+
+    def worktree_path(self, driver: int, slot: int) -> Path:
+        return self.state_dir / "worktrees" / self.name / f"driver-{driver}-slot-{slot}"
+
+    def log_path(self, number: int) -> Path:
+        return self.state_dir / "logs" / self.name / f"{number:05d}.log"
+
+    def concealed_paths(self) -> list[Path]:
+        """What no sandboxed process may see: the repository (its git metadata, `.ratchet/`
+        with the store, logs and every work tree but its own), and a store kept elsewhere."""
+        common = self.repo.git("rev-parse", "--path-format=absolute", "--git-common-dir")
+        return [self.repo.root, Path(common.strip()), *sqlite_files(self.store.url)]
+
+    def check_sandbox(self) -> str | None:
+        """The sandbox works here, or a one-line error; the warning an unsandboxed run gives."""
+        self.launcher.check()
+        for entry in self.config.sandbox.read_only:
+            path = Path(entry).expanduser()
+            if not (path if path.is_absolute() else self.repo.root / path).exists():
+                raise UsageError(f"ratchet.toml: [sandbox].read_only: {entry!r} does not exist")
+        return self.launcher.warning()
+
+    def _knob_files(self, params: Mapping[str, Any], parent: str) -> dict[str, str]:
+        """The files with the knobs set to `params`, on the code of `parent`."""
+        sources, knobs = self.base_sources, self.knobs
+        if parent != self.record.base_commit:  # knobs searched on code a kept change made
+            sources = self.sources_at(parent)
+            knobs = knobs_in(sources)
+        by_file: dict[str, dict[str, Any]] = {}
+        for name, value in params.items():
+            knob = knobs.get(name)
+            if knob is None:
+                raise PatchRejected(f"knob {name} no longer exists in the code")
+            by_file.setdefault(knob.path, {})[name] = _like(knob.value, value)
+        return {path: rewrite_knobs(sources[path], values) for path, values in by_file.items()}
+
+
+def knobs_in(sources: Mapping[str, str]) -> dict[str, Knob]:
+    """Knobs by name across files; the first definition of a name wins."""
+    knobs: dict[str, Knob] = {}
+    for path, source in sources.items():
+        for knob in find_knobs(source, path):
+            knobs.setdefault(knob.name, knob)
+    return knobs
+
+
+def _like(original: Any, value: Any) -> Any:
+    """`value` in the type of the knob's original value where that loses nothing."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(original, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value

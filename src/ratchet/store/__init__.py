@@ -1,0 +1,1 @@
+"""The store: studies, experiments and drivers in SQLite or PostgreSQL, with migrations."""
