@@ -55,7 +55,7 @@ def postgres_available() -> bool:
         return False
 
 
-def _reset_postgres() -> None:
+def reset_postgres() -> None:
     import psycopg
 
     with psycopg.connect("host=127.0.0.1 port=5432 dbname=test", autocommit=True) as conn:
@@ -73,6 +73,6 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but no PostgreSQL server answers on 127.0.0.1:5432")
         pytest.skip("no PostgreSQL server answers on 127.0.0.1:5432")
-    _reset_postgres()
+    reset_postgres()
     yield POSTGRES_URL
-    _reset_postgres()
+    reset_postgres()

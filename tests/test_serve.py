@@ -98,6 +98,9 @@ def test_the_page_follows_a_running_study(make_repo: Callable[..., Path], tmp_pa
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
             page.goto(url)
             page.wait_for_selector("#studies tr[data-study='live']")
+            page.wait_for_function(  # the running driver, and what it runs
+                "document.querySelector(\"#studies tr[data-study='live']\")"
+                ".textContent.includes(' (local) #')")
             page.wait_for_function("document.getElementById('curve').data !== undefined")
             points = "document.getElementById('curve').data[0].x.length"
             seen = page.evaluate(points)

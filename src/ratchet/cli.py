@@ -262,12 +262,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     records = [study.record] if args.study else study.store.studies(str(study.repo.root))
     table = Table("study", "proposer", "experiments", "kept", "failed", "baseline", "best",
                   "$ spent", "base")
+    drivers = Table("study", "driver", "host", "pid", "executor", "slots", "running",
+                    "heartbeat", title="drivers running now")
     for record in records:
-        row = overview(record, study.store.experiments(record.id or 0))
+        store, study_id = study.store, record.id or 0
+        row = overview(record, store.experiments(study_id), store.best(study_id),
+                       store.drivers(study_id, live=True))
         table.add_row(record.name, record.proposer, str(row["experiments"]), str(row["kept"]),
                       str(row["failed"]), fmt(row["baseline"]), fmt(row["best"]),
                       f"{row['spent_usd']:.4f}", record.base_commit[:10])
+        for d in row["drivers"]:
+            drivers.add_row(record.name, str(d["id"]), d["host"], str(d["pid"]), d["executor"],
+                            str(d["slots"]), " ".join(f"#{n}" for n in d["running"]) or "-",
+                            d["heartbeat_at"] or "-")
     Console().print(table)
+    if drivers.row_count:
+        Console().print(drivers)
     return 0
 
 

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from ratchet.records import KEEP, PENDING, RUNNING, Experiment
+from ratchet.records import KEEP, UNFINISHED, Experiment, StudyRecord
 from ratchet.reports.summary import overview
 from ratchet.store.database import Store
 
@@ -41,16 +41,22 @@ class Dashboard:
         self.store = store
 
     def studies(self) -> list[dict[str, Any]]:
-        return [overview(r, self.store.experiments(r.id or 0)) for r in self.store.studies()]
+        return [self._overview(r, self.store.experiments(r.id or 0))
+                for r in self.store.studies()]
 
     def study(self, name: str) -> dict[str, Any] | None:
         record = self.store.get_study(name)
         if record is None:
             return None
         experiments = self.store.experiments(record.id or 0)
-        return {**overview(record, experiments),
+        return {**self._overview(record, experiments),
                 "experiments": [_row(e) for e in experiments],
                 "curve": _curve(experiments)}
+
+    def _overview(self, record: StudyRecord, experiments: list[Experiment]) -> dict[str, Any]:
+        study_id = record.id or 0
+        return overview(record, experiments, self.store.best(study_id),
+                        self.store.drivers(study_id, live=True))
 
     def experiment(self, name: str, number: int) -> dict[str, Any] | None:
         record = self.store.get_study(name)
@@ -73,7 +79,7 @@ def _curve(experiments: list[Experiment]) -> dict[str, list[Any]]:
     x, value, best_curve = [], [], []
     best = None
     for e in experiments:
-        if e.status in (PENDING, RUNNING):
+        if e.status in UNFINISHED:
             continue
         if e.status == KEEP and e.value is not None:
             best = e.value

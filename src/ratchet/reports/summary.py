@@ -6,26 +6,40 @@ from collections.abc import Sequence
 from typing import Any
 
 from ratchet.records import (
+    BASELINE,
     FAILED,
     IMPORTED,
     KEEP,
-    PENDING,
-    RUNNING,
+    UNFINISHED,
+    Driver,
     Experiment,
     StudyRecord,
 )
 
 
-def overview(record: StudyRecord, experiments: Sequence[Experiment]) -> dict[str, Any]:
-    """A study at a glance, as `ratchet status` and the dashboard show it."""
+def overview(record: StudyRecord, experiments: Sequence[Experiment],
+             best: Experiment | None = None, drivers: Sequence[Driver] = ()) -> dict[str, Any]:
+    """A study at a glance, as `ratchet status` and the dashboard show it. `best` is the
+    store's best pointer (the last kept by number, for a study without one); `drivers` are
+    the live ones."""
     kept = [e for e in experiments if e.status == KEEP]
+    best = best or (kept[-1] if kept else None)
     return {"name": record.name, "method": method_of(record), "task": record.task,
             "experiments": len(experiments), "kept": len(kept),
             "failed": sum(e.status in FAILED for e in experiments),
-            "running": sum(e.status in (PENDING, RUNNING) for e in experiments),
-            "baseline": next((e.value for e in kept if e.kind == "baseline"), None),
-            "best": kept[-1].value if kept else None,
-            "spent_usd": sum(e.cost_usd for e in experiments)}
+            "running": sum(e.status in UNFINISHED for e in experiments),
+            "baseline": next((e.value for e in kept if e.kind == BASELINE), None),
+            "best": best.value if best else None,
+            "spent_usd": sum(e.cost_usd for e in experiments),
+            "drivers": [driver_row(d, experiments) for d in drivers]}
+
+
+def driver_row(driver: Driver, experiments: Sequence[Experiment]) -> dict[str, Any]:
+    """A live driver and the experiments it is running now."""
+    return {"id": driver.id, "host": driver.host, "pid": driver.pid,
+            "executor": driver.executor, "slots": driver.slots,
+            "heartbeat_at": driver.heartbeat_at.isoformat() if driver.heartbeat_at else None,
+            "running": [e.number for e in experiments if e.driver_id == driver.id]}
 
 
 def method_of(record: StudyRecord) -> str:
