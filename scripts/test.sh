@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples,gp,tinygpt]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples,gp,tinygpt,ray]'
 bash scripts/install-bubblewrap.sh
 # The dashboard's browser test drives Debian's chromium; install it where we may (root + apt).
 if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -185,6 +185,10 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                    "studies of this task learned")
     p.add_argument("--parallel", type=_positive_int, default=1, help="evaluations at once")
     p.add_argument("--gpus", help="comma-separated GPU ids, one per slot (CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where evaluations run: local slots, or Ray tasks on a cluster")
+    p.add_argument("--address", help="the Ray cluster to use with --executor ray "
+                   "(default: auto, the cluster this machine belongs to)")
     p.add_argument("--plain", action="store_true", help="one line per experiment, no live view")
 
 
@@ -234,7 +238,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"base {study.record.base_commit[:10]}", flush=True)
     progress = _with_reporter(args.plain, lambda reporter: study.run(
         max_experiments=args.max_experiments, max_time_s=args.max_time, max_usd=args.max_usd,
-        parallel=args.parallel, gpus=gpus, reporter=reporter))
+        parallel=args.parallel, gpus=gpus, reporter=reporter, executor=args.executor,
+        address=args.address))
     _print_summary(study, progress)
     return 0
 

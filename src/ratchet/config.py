@@ -66,6 +66,15 @@ class SandboxConfig:
 
 
 @dataclass(frozen=True)
+class ResourcesConfig:
+    """What one evaluation needs of a cluster node (`--executor ray`): CPUs and GPUs; its
+    memory is `[task].memory_limit`."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """How the LLM proposers work: model, endpoint, program, and their bounds."""
 
@@ -107,6 +116,7 @@ class TaskConfig:
     space: tuple[Param, ...] = ()
     agent: AgentConfig = field(default_factory=AgentConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
     @property
     def minimize(self) -> bool:
@@ -139,7 +149,7 @@ def load_config(root: Path, file_name: str = TASK_FILE) -> TaskConfig:
 def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -> TaskConfig:
     reader = _Reader(file_name)
     reader.only_sections(data, {"task", "metric", "holdout", "decision", "cost", "space",
-                                "agent", "sandbox"})
+                                "agent", "sandbox", "resources"})
     task = reader.section(data, "task", required=True)
     reader.only_keys(task, "task", {"name", "editable", "protected", "hidden", "command",
                                      "evaluate", "predict", "timeout", "budget", "budget_grace",
@@ -172,6 +182,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         space=_parse_space(reader, reader.section(data, "space")),
         agent=agent,
         sandbox=_parse_sandbox(reader, reader.section(data, "sandbox")),
+        resources=_parse_resources(reader, reader.section(data, "resources")),
         **_parse_holdout(reader, reader.section(data, "holdout")),
     )
     _check_evaluate_is_protected(reader, config)
@@ -208,6 +219,19 @@ def _parse_sandbox(reader: _Reader, section: dict[str, Any]) -> SandboxConfig:
         if ".." in Path(path).parts:
             reader.fail("sandbox", "read_only", f"{path!r}: '..' is not allowed")
     return SandboxConfig(mode=mode, network=network, read_only=tuple(paths))
+
+
+def _parse_resources(reader: _Reader, section: dict[str, Any]) -> ResourcesConfig:
+    reader.only_keys(section, "resources", {"cpus", "gpus"})
+    values = {}
+    for key, least in (("cpus", 0.0), ("gpus", 0.0)):
+        value = section.get(key, getattr(ResourcesConfig, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < least:
+            reader.fail("resources", key, f"must be a number of at least {least:g}")
+        values[key] = float(value)
+    if values["cpus"] == 0 and values["gpus"] == 0:
+        reader.fail("resources", "cpus", "an evaluation needs some CPU or GPU")
+    return ResourcesConfig(**values)
 
 
 def _check_phases(reader: _Reader, config: TaskConfig) -> None:

@@ -1,0 +1,133 @@
+"""Evaluations on a Ray cluster: each run a Ray task with the task's resources.
+
+The code state travels as data (the candidate commit as a tar archive), so no filesystem is
+shared: the worker unpacks it into a scratch directory and evaluates it there, in the sandbox,
+exactly as a local slot would. The log and the result come back to the driver, which alone
+writes the store. A worker or node lost mid-run is Ray's to retry elsewhere; if that too is
+lost, the run comes back `lost` and the engine queues it again: never a crash of the code.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import tarfile
+import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ratchet.config import TaskConfig
+from ratchet.errors import UsageError
+from ratchet.execute.evaluate import Evaluator, RunResult
+from ratchet.execute.executor import LOST, Executor, Job
+from ratchet.execute.gitrepo import GitRepo
+from ratchet.execute.process import ProcessRunner
+from ratchet.execute.sandbox import launcher_for
+
+SYSTEM_RETRIES = 3  # times Ray re-runs a task whose worker or node died
+LOOPBACK = ("127.0.0.1", "localhost")
+CONNECT_TIMEOUT_S = 5.0
+
+
+def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str]
+                     ) -> tuple[RunResult, bytes]:
+    """On the worker: unpack the code state, evaluate it in the sandbox, return the result and
+    the log."""
+    with tempfile.TemporaryDirectory(prefix="ratchet-ray-") as scratch:
+        tree, log = Path(scratch) / "tree", Path(scratch) / "run.log"
+        tree.mkdir()
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tree, filter="data")
+        launcher = launcher_for(config.sandbox.mode)
+        launcher.check()
+        result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env)
+        return result, log.read_bytes() if log.exists() else b""
+
+
+class RayExecutor(Executor):
+    name = "ray"
+
+    def __init__(self, repo: GitRepo, config: TaskConfig, address: str, capacity: int) -> None:
+        self.ray = _import_ray()
+        self.repo, self.config, self.capacity = repo, config, capacity
+        self._connect(address)
+        resources = config.resources
+        self.remote = self.ray.remote(evaluate_archive).options(
+            num_cpus=resources.cpus, num_gpus=resources.gpus,
+            memory=config.memory_limit_bytes, max_retries=SYSTEM_RETRIES,
+            retry_exceptions=False)
+        self.pool = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix="ray")
+        self.lock = threading.Lock()
+        self.running: set[Any] = set()  # ObjectRefs of the runs in flight
+        self.cancelled = False
+
+    def _connect(self, address: str) -> None:
+        self.connected_here = not self.ray.is_initialized()
+        if not self.connected_here:
+            return
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        if host and port.isdigit():
+            _check_reachable(address, host, int(port))
+        # On loopback, the driver must say so: Ray otherwise picks an outside interface.
+        extra = {"_node_ip_address": "127.0.0.1"} if host in LOOPBACK else {}
+        try:
+            self.ray.init(address=address, logging_level="ERROR", log_to_driver=False, **extra)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UsageError(f"--address {address}: cannot connect to a Ray cluster "
+                             f"({str(exc).splitlines()[0]})") from None
+
+    def submit(self, job: Job) -> Future[RunResult]:
+        return self.pool.submit(self._run, job)
+
+    def _run(self, job: Job) -> RunResult:
+        archive = self.repo.archive(job.code())
+        with self.lock:
+            if self.cancelled:
+                return RunResult(status="interrupted", reason="cancelled before it started")
+            ref = self.remote.remote(archive, self.config, dict(job.env))
+            self.running.add(ref)
+        try:
+            result, log = self.ray.get(ref)
+        except self.ray.exceptions.TaskCancelledError:
+            return RunResult(status="interrupted", reason="cancelled")
+        except self.ray.exceptions.RayTaskError:
+            raise  # ratchet's own code failed on the worker: an internal error, not the code's
+        except self.ray.exceptions.RayError as exc:  # worker, node or object lost
+            return RunResult(status=LOST, reason=f"lost on the cluster ({type(exc).__name__})")
+        finally:
+            with self.lock:
+                self.running.discard(ref)
+        job.log.parent.mkdir(parents=True, exist_ok=True)
+        job.log.write_bytes(log)
+        return result
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
+            refs = list(self.running)
+        for ref in refs:
+            self.ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        if self.connected_here:
+            self.ray.shutdown()
+
+
+def _check_reachable(address: str, host: str, port: int) -> None:
+    """A quick refusal for an address where nothing listens (Ray itself retries for a minute)."""
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UsageError(f"--address {address}: cannot connect to a Ray cluster "
+                         f"({exc.strerror or exc})") from None
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray: pip install 'ratchet[ray]'") from None
+    return ray
