@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import commit_all
+
 from ratchet.execute.process import process_tree
 from ratchet.study import open_study
 

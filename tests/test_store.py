@@ -1,6 +1,7 @@
 """The store on SQLite and on PostgreSQL: the same calls, migrations, a whole study."""
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
 from collections.abc import Callable
@@ -207,3 +208,24 @@ def test_drivers_that_start_together_on_a_fresh_store_take_turns(storage_url: st
     errors = [d.communicate(timeout=120)[1] for d in drivers]
     assert [d.returncode for d in drivers] == [0] * 6, "\n".join(errors)
     assert Store(storage_url).studies() == []
+
+
+def test_a_sqlite_store_on_a_network_filesystem_is_refused(tmp_path: Path) -> None:
+    from ratchet.study import check_concurrency
+
+    store = Store(f"sqlite:///{tmp_path / 'shared' / 'store.db'}")
+    local = f"/dev/sda1 / ext4 rw 0 0\ntmpfs {tmp_path.parent} tmpfs rw 0 0\n"
+    check_concurrency(store, local)  # a local disk: drivers share it through SQLite's locks
+    nfs = local + f"server:/export {tmp_path / 'shared'} nfs4 rw 0 0\n"
+    with pytest.raises(UsageError, match="network filesystem.*postgresql") as info:
+        check_concurrency(store, nfs)
+    assert "\n" not in str(info.value)
+
+
+def test_drivers_that_start_together_add_one_baseline(storage_url: str) -> None:
+    store = Store(storage_url)
+    study = _study(store)
+    baseline = Experiment(study_id=study.id, number=0, kind="baseline")
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: store.ensure_baseline(baseline).number, range(8)))
+    assert got == [0] * 8 and len(store.experiments(study.id)) == 1

@@ -1,4 +1,24 @@
-"""ratchet: propose a code change, evaluate it under protection, keep it only if it is better."""
+"""ratchet: propose a code change, evaluate it under protection, keep it only if it is better.
+
+The architecture, as layers from the bottom. A module imports only from its own layer or
+below, and never in a circle (tests/test_layers.py reads every import and checks both):
+
+    1. errors, units, globs, records
+    2. llm, config, decide
+    3. execute, store
+    4. knobs
+    5. context
+    6. agent, proposers
+    7. engine
+    8. study
+    9. generalize, importer, bench, reports, examples
+    10. mcp_server, cli, __main__, ratchet
+
+`records` are the typed rows every layer passes around; `execute` runs evaluations (executors,
+sandbox, processes, code states as commits); `store` keeps studies, experiments and drivers;
+`context` is the one narrow object the engine and the proposers get; `engine` is a driver's
+loop; `study` is the facade the command line and the Python API use.
+"""
 
 from ratchet.engine import Budget, Progress
 from ratchet.errors import ConfigError, RatchetError, UsageError

@@ -175,7 +175,11 @@ class Study:
         self.context.ensure_branch()
         driver = Engine.register(self.context, _Capacity(executor, parallel))
         assert driver.id is not None
-        runner = self._executor(executor, parallel, gpus, address, driver.id)
+        try:
+            runner = self._executor(executor, parallel, gpus, address, driver.id)
+        except BaseException as exc:
+            self.store.stop_driver(driver.id, f"could not start: {exc}")
+            raise
         engine = Engine(self.context, proposer, runner, Budget(max_experiments, max_time_s,
                                                                max_usd), reporter,
                         heartbeat_s=heartbeat_s, stale_after_s=stale_after_s, driver=driver)
@@ -230,24 +234,25 @@ class _Capacity(Executor):
         raise NotImplementedError
 
 
-def check_concurrency(store: Store) -> None:
+def check_concurrency(store: Store, mounts: str | None = None) -> None:
     """Several drivers share a study through the database: PostgreSQL anywhere, SQLite only
     where its file lives on this machine's own disk (its locks do not hold over NFS)."""
     files = sqlite_files(store.url)
-    if files and _on_network_filesystem(files[0].parent):
+    if files and _on_network_filesystem(files[0].parent, mounts):
         raise UsageError(f"the SQLite store {files[0]} is on a network filesystem, where its "
                          "locks are unsafe: use --storage postgresql://...")
 
 
-def _on_network_filesystem(path: Path) -> bool:
-    """Whether `path` lies on NFS, CIFS or another network mount (read from /proc/mounts)."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return False
+def _on_network_filesystem(path: Path, mounts: str | None = None) -> bool:
+    """Whether `path` lies on NFS, CIFS or another network mount (`mounts`: /proc/mounts)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return False
     best, kind = "", ""
     resolved = str(path.resolve())
-    for line in mounts:
+    for line in mounts.splitlines():
         fields = line.split()
         if len(fields) < 3:
             continue

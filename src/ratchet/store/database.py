@@ -337,23 +337,12 @@ class Store:
         experiments."""
         with self._session() as session:
             _lock_study(session, experiment.study_id)
-            count, last = session.execute(
-                sa.select(sa.func.count(), sa.func.max(_ExperimentRow.number))
-                .where(_ExperimentRow.study_id == experiment.study_id)).one()
-            if limit is not None and count >= limit:
-                return None
-            number = 0 if last is None else last + 1
-            fields = _fields(experiment, exclude={"id", "created_at", "number"})
-            if log_path is not None:
-                fields["log_path"] = log_path(number)
-            row = _ExperimentRow(**fields, number=number, created_at=_now())
-            session.add(row)
-            session.flush()
-            return _experiment(row)
+            return _add(session, experiment, limit, log_path)
 
     def ensure_baseline(self, baseline: Experiment,
                         log_path: Callable[[int], str] | None = None) -> Experiment:
-        """The study's baseline: the latest one unless it failed, else `baseline`, added."""
+        """The study's baseline: the latest one unless it failed, else `baseline`, added (one
+        transaction: drivers that start together add one baseline)."""
         with self._session() as session:
             _lock_study(session, baseline.study_id)
             row = session.scalars(sa.select(_ExperimentRow).where(
@@ -361,9 +350,9 @@ class Store:
                 _ExperimentRow.kind == BASELINE).order_by(_ExperimentRow.number.desc())).first()
             if row is not None and row.status in (*UNFINISHED, KEEP):
                 return _experiment(row)
-        added = self.add_experiment(baseline, log_path=log_path)
-        assert added is not None
-        return added
+            added = _add(session, baseline, None, log_path)
+            assert added is not None
+            return added
 
     def claim(self, study_id: int, driver_id: int) -> Experiment | None:
         """Take the next experiment that needs a run (the best to measure again first, then the
@@ -530,6 +519,24 @@ class Judgement:
     def set_sigma(self, sigma: float | None) -> None:
         self.session.execute(sa.update(_StudyRow).where(_StudyRow.id == self.study_id)
                              .values(sigma=sigma))
+
+
+def _add(session: Session, experiment: Experiment, limit: int | None,
+         log_path: Callable[[int], str] | None) -> Experiment | None:
+    """Insert under the study's lock: the next number, unless `limit` experiments exist."""
+    count, last = session.execute(
+        sa.select(sa.func.count(), sa.func.max(_ExperimentRow.number))
+        .where(_ExperimentRow.study_id == experiment.study_id)).one()
+    if limit is not None and count >= limit:
+        return None
+    number = 0 if last is None else last + 1
+    fields = _fields(experiment, exclude={"id", "created_at", "number"})
+    if log_path is not None:
+        fields["log_path"] = log_path(number)
+    row = _ExperimentRow(**fields, number=number, created_at=_now())
+    session.add(row)
+    session.flush()
+    return _experiment(row)
 
 
 def _lock_study(session: Session, study_id: int) -> None:

@@ -1,0 +1,108 @@
+"""The package's import layers, as its docstring states them: no upward import, no circle."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import ratchet
+
+PACKAGE = Path(ratchet.__file__).parent
+
+
+def stated_layers() -> dict[str, int]:
+    layers = {}
+    for number, names in re.findall(r"^\s+(\d+)\. (.+)$", ratchet.__doc__ or "", re.MULTILINE):
+        for name in names.split(", "):
+            layers[name.strip()] = int(number)
+    return layers
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts).removesuffix(".__init__")
+
+
+def unit_of(module: str) -> str:
+    """The layer unit of a module: its top-level module or package below `ratchet`."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "ratchet"
+
+
+def imports() -> dict[str, set[str]]:
+    """Every module's imports of ratchet modules, wherever they are (lazy ones included)."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for module, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module == "ratchet":
+                    targets = [f"ratchet.{a.name}" for a in node.names]
+                elif node.module.startswith("ratchet."):
+                    targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("ratchet.")]
+            graph[module] |= {t for t in targets if t in modules and t != module}
+    return graph
+
+
+def test_every_module_belongs_to_a_stated_layer() -> None:
+    layers = stated_layers()
+    assert len(layers) > 10, "the package docstring lost its layers"
+    units = {unit_of(m) for m in imports()} - {"migrations"}
+    assert units <= set(layers), f"not in any layer: {sorted(units - set(layers))}"
+
+
+def test_no_module_imports_from_a_layer_above_it() -> None:
+    layers = stated_layers()
+    upward = [f"{m} (layer {layers[unit_of(m)]}) imports {t} (layer {layers[unit_of(t)]})"
+              for m, targets in imports().items() for t in targets
+              if unit_of(m) in layers and layers[unit_of(t)] > layers[unit_of(m)]]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_circle() -> None:
+    graph = imports()
+    # Modules that import their package's __init__ only: the package is not a cycle member.
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph[module]):
+            if target.startswith(module + "."):
+                continue  # a package re-exporting its own modules
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state and (found := visit(target)):
+                return found
+        path.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            cycle = visit(module)
+            assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_checker_sees_a_circle_and_an_upward_import(tmp_path: Path) -> None:
+    """The two rules fail when broken: a store module importing the engine is both."""
+    graph = imports()
+    layers = stated_layers()
+    graph["ratchet.store.database"].add("ratchet.engine")
+    assert layers[unit_of("ratchet.engine")] > layers[unit_of("ratchet.store.database")]
+    assert "ratchet.store.database" in _reachable(graph, "ratchet.engine")
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()]:
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
