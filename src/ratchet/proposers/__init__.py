@@ -39,7 +39,8 @@ def create_proposer(context: StudyContext) -> Proposer:
         raise UsageError(f"study {record.name!r} is driven from outside (ratchet try, ratchet "
                          "mcp): it has no proposer to run")
     check_proposer_name(record.proposer)
-    return REGISTRY[record.proposer](context, record.settings)
+    with context.store.schema_lock():  # a sampler's first start makes Optuna's tables
+        return REGISTRY[record.proposer](context, record.settings)
 
 
 def check_proposer_name(name: str) -> None:

@@ -215,6 +215,24 @@ class Store:
             config.attributes["connection"] = connection
             alembic_command.upgrade(config, "head")
 
+    @contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        """Held while a schema is made: ours, or Optuna's (whose own creation is not safe when
+        drivers start together). Others wait for it."""
+        with _sqlite_file_lock(self.url), self.engine.connect() as connection:
+            postgres = connection.dialect.name == "postgresql"
+            if postgres:
+                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"),
+                                   {"key": MIGRATION_LOCK_KEY})
+                connection.commit()
+            try:
+                yield
+            finally:
+                if postgres:
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"),
+                                       {"key": MIGRATION_LOCK_KEY})
+                    connection.commit()
+
     def close(self) -> None:
         self.engine.dispose()
 
