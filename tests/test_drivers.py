@@ -94,6 +94,20 @@ def _run_together(procs: list[subprocess.Popen[str]], watch: FinishedRecords,
     return outputs
 
 
+def _wait_for_status_listing(clone: Path, storage: str, pids: list[int]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        out = subprocess.run([sys.executable, "-m", "ratchet.cli", "status", "--study", "shared",
+                              "--storage", storage], cwd=clone, capture_output=True, text=True,
+                             env={**os.environ, "COLUMNS": "200"})
+        assert out.returncode == 0, out.stderr
+        listed = out.stdout.split("drivers running now")[-1]
+        if "drivers running now" in out.stdout and all(f" {pid} " in listed for pid in pids):
+            return
+        assert time.monotonic() < deadline, out.stdout
+        time.sleep(0.2)
+
+
 def _assert_consistent(storage: str, clones: tuple[Path, ...], count: int) -> list[Experiment]:
     study = open_study(clones[0], "shared", storage=storage)
     experiments = study.experiments()
@@ -132,6 +146,8 @@ def test_two_clones_drive_one_study(clones: tuple[Path, Path], shared_store: str
             watch.check()
             time.sleep(0.1)
     second = _driver(clones[1], shared_store, "--seed", "2", "--max-experiments", "14")
+    if start == "together":  # `ratchet status` shows both drivers, from either clone
+        _wait_for_status_listing(clones[1], shared_store, [first.pid, second.pid])
     outputs = _run_together([first, second], watch)
     assert not watch.changed, watch.changed
     experiments = _assert_consistent(shared_store, clones, 14)

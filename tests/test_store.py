@@ -1,10 +1,10 @@
 """The store on SQLite and on PostgreSQL: the same calls, migrations, a whole study."""
 
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest

@@ -32,6 +32,7 @@ class StudyContext:
         self.launcher: Launcher = launcher_for(config.sandbox.mode)
         self.evaluator = Evaluator(config, conceal=self.concealed_paths())
         self.builder = CandidateBuilder(repo, record.name, config.editable, config.protected)
+        self.known_commits: set[str] = set()  # commits seen in this clone (git objects stay)
 
     @property
     def name(self) -> str:
@@ -76,26 +77,34 @@ class StudyContext:
 
     # code states
 
-    def build_candidate(self, experiment: Experiment) -> Candidate:
-        """The commit for an experiment: knob values on its parent, or its patch."""
+    def build_candidate(self, experiment: Experiment) -> tuple[Candidate, str]:
+        """The commit for an experiment (knob values on its parent, or its patch) and its
+        scope: IN the classical space or OUTSIDE it."""
         parent = self.materialize(experiment.parent_commit or self.record.base_commit)
         if experiment.params is not None and experiment.commit is None:
-            return self.builder.from_files(parent, self._knob_files(experiment.params, parent),
-                                           experiment.description, experiment.number)
-        return self.builder.from_patch(parent, experiment.diff, experiment.description,
-                                       experiment.number)
+            files = self._knob_files(experiment.params, parent)
+            candidate = self.builder.from_files(parent, files, experiment.description,
+                                                experiment.number)
+            old = self.base_sources if parent == self.record.base_commit else \
+                self.sources_at(parent)
+            scope = classify({p: old.get(p) for p in files}, dict(files), self._space_names())
+            return candidate, scope
+        candidate = self.builder.from_patch(parent, experiment.diff, experiment.description,
+                                            experiment.number)
+        return candidate, self.scope_of(candidate.parent, candidate.commit)
 
     def materialize(self, commit: str) -> str:
         """`commit`, made in this clone if another driver's clone made it: its experiment's
         diff applied to its parent, which gives the same commit (candidates have fixed dates)."""
-        if self.repo.has_commit(commit):
+        if commit in self.known_commits or self.repo.has_commit(commit):
+            self.known_commits.add(commit)
             return commit
         experiment = self.store.experiment_with_commit(self.id, commit)
         if experiment is None or commit == self.record.base_commit:
             raise UsageError(f"commit {commit[:10]} of study {self.name!r} is neither in this "
                              "repository nor recorded in the store (fetch the study's base "
                              "commit into this clone)")
-        built = self.build_candidate(experiment).commit
+        built = self.build_candidate(experiment)[0].commit
         if built != commit:
             raise PatchRejected(f"experiment {experiment.number} rebuilt as {built[:10]}, "
                                 f"not {commit[:10]}")
@@ -110,7 +119,10 @@ class StudyContext:
                 self.repo.read_file(parent, change.path)
             new[change.path] = None if change.status == "D" else \
                 self.repo.read_file(commit, change.path)
-        return classify(old, new, [p.name for p in self.config.space])
+        return classify(old, new, self._space_names())
+
+    def _space_names(self) -> list[str]:
+        return [p.name for p in self.config.space]
 
     # the study's branch
 

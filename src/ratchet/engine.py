@@ -49,6 +49,7 @@ HEARTBEAT_S = 5.0
 # A driver silent this long is taken for dead and its work re-run by another: generous,
 # because a driver busy in a long proposal (an agent's episode) still heartbeats from a thread.
 STALE_AFTER_S = 60.0
+VIEW_REFRESH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class Engine:
         self.interrupts = 0
         self.failure: BaseException | None = None
         self.last_check = 0.0
+        self.refreshed = 0.0
 
     @staticmethod
     def register(context: StudyContext, executor: Executor) -> Driver:
@@ -180,8 +182,7 @@ class Engine:
             self._fill()
             if not self.in_flight:
                 return
-            self._refresh()
-            self.reporter.update(self.progress)
+            self._refresh_view()
             done, _ = wait([*self.in_flight, self.wake], timeout=0.5,
                            return_when=FIRST_COMPLETED)
             self._record_started()
@@ -263,6 +264,14 @@ class Engine:
             progress.baseline = next((e.value for e in reversed(kept) if e.kind == BASELINE),
                                      None)
         progress.running = len(self.in_flight)
+        self.refreshed = time.monotonic()
+
+    def _refresh_view(self) -> None:
+        """The live view, at most once a second: other drivers change the study too."""
+        if time.monotonic() - self.refreshed >= VIEW_REFRESH_S:
+            self._refresh()
+        self.progress.running = len(self.in_flight)
+        self.reporter.update(self.progress)
 
     # proposing and submitting
 
@@ -324,8 +333,7 @@ class Engine:
         """The commit to evaluate (on the executor's thread): built once, then reused."""
         if experiment.commit is not None:
             return self.context.materialize(experiment.commit)
-        candidate = self.context.build_candidate(experiment)
-        scope = self.context.scope_of(candidate.parent, candidate.commit)
+        candidate, scope = self.context.build_candidate(experiment)
         assert experiment.id is not None
         self.built[experiment.id] = (candidate.commit, candidate.diff, scope)
         return candidate.commit
@@ -481,7 +489,10 @@ class Engine:
 
     def _closed(self, experiment: Experiment) -> None:
         self.proposer.observe(experiment)
-        self._refresh()
+        if experiment.status == KEEP:
+            self.progress.best = experiment
+            if experiment.kind == BASELINE:
+                self.progress.baseline = experiment.value
         self.progress.last = experiment
         self.reporter.finished_experiment(experiment, self.progress)
 
@@ -515,7 +526,8 @@ class Engine:
                 and not _process_alive(d.pid)]
         released = self.store.reclaim_stale(self.context.id, self.stale_after_s, dead)
         self.progress.drivers = len(live) - len(dead)
-        groups = {e.pgid for e in released if e.pgid}
+        here = {d.id for d in live if d.host == host}  # another machine's groups are not ours
+        groups = {e.pgid for e in released if e.pgid and e.driver_id in here}
         if groups:
             _kill_groups_in_worktrees(groups, self.context.state_dir.parent)
         for experiment in released:

@@ -29,6 +29,7 @@ from ratchet.execute.sandbox import launcher_for
 SYSTEM_RETRIES = 3  # times Ray re-runs a task whose worker or node died
 LOOPBACK = ("127.0.0.1", "localhost")
 CONNECT_TIMEOUT_S = 5.0
+_CHECKED: set[str] = set()  # sandbox modes checked in this worker process
 
 
 def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str]
@@ -41,7 +42,9 @@ def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str]
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tree, filter="data")
         launcher = launcher_for(config.sandbox.mode)
-        launcher.check()
+        if config.sandbox.mode not in _CHECKED:  # once per worker process
+            launcher.check()
+            _CHECKED.add(config.sandbox.mode)
         result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env)
         return result, log.read_bytes() if log.exists() else b""
 

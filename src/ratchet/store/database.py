@@ -183,6 +183,9 @@ def normalize_url(url: str) -> str:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL syncs at checkpoints, not at every commit: a killed process loses
+    # nothing committed; only a power cut may lose the last commits, never consistency.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -576,15 +579,19 @@ def _best(session: Session, study_id: int) -> Experiment | None:
 
 def _release_claims(session: Session, driver_ids: list[int]) -> list[Experiment]:
     """Running experiments of these drivers go back to pending; a best they were measuring
-    again, and challengers they held, are let go as they are."""
+    again, and challengers they held, are let go as they are. The returned records still
+    name the driver that held them."""
     held = list(session.scalars(sa.select(_ExperimentRow).where(
         _ExperimentRow.driver_id.in_(driver_ids))))
+    released = []
     for row in held:
+        holder = row.driver_id
         row.driver_id = None
         if row.status == RUNNING:
             row.status = PENDING
+        released.append(dataclasses.replace(_experiment(row), driver_id=holder))
     session.flush()
-    return [_experiment(row) for row in held]
+    return released
 
 
 def _now() -> datetime:
