@@ -83,7 +83,7 @@ def test_a_node_lost_mid_run_reruns_the_evaluation_elsewhere_recorded_once(
         "SEED = -1  # -1: a new seed every run, as real training has; otherwise a fixed seed",
         "SEED = -1\nimport os, time\n"
         f"open(os.path.join({str(marks)!r}, os.environ['RATCHET_EXPERIMENT'] + '-' + "
-        "str(os.getpid())), 'w').close()\ntime.sleep(2)")})
+        "str(os.getpid())), 'w').close()\ntime.sleep(3)")})
     with open(repo / "ratchet.toml", "a") as f:  # the marks live outside the sandbox's view
         f.write('\n[sandbox]\nmode = "none"\n')
     commit_all(repo)
@@ -97,9 +97,9 @@ def test_a_node_lost_mid_run_reruns_the_evaluation_elsewhere_recorded_once(
         while not list(marks.iterdir()):  # the baseline's first run is on the only node
             assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
             time.sleep(0.05)
-        cluster.add_node()
-        for pid in process_tree(first_node):  # the node and all it runs
+        for pid in process_tree(first_node):  # the node and all it runs, mid-run
             os.kill(pid, signal.SIGKILL)
+        cluster.add_node()
         out, _ = driver.communicate(timeout=240)
     finally:
         if driver.poll() is None:
