@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ratchet.errors import UsageError
 from ratchet.proposers import IMPORTED
-from ratchet.records import CRASH, DISCARD, KEEP, Experiment, StudyRecord
+from ratchet.records import BASELINE, CRASH, DISCARD, IMPORTED_KIND, KEEP, Experiment, StudyRecord
 
 HEADER = ("commit", None, "memory_gb", "status", "description")
 STATUSES = (KEEP, DISCARD, CRASH)
@@ -74,7 +74,7 @@ def to_experiments(log: ResultsLog) -> list[Experiment]:
         if status == KEEP and value is not None:  # a kept row is the new base, as in autoresearch
             best = value
         experiments.append(Experiment(
-            study_id=0, number=number, kind="baseline" if number == 0 else "imported",
+            study_id=0, number=number, kind=BASELINE if number == 0 else IMPORTED_KIND,
             status=status, commit=commit or None, description=description, diff="",
             values=[] if value is None else [value], value=value, delta=delta,
             secondary={"memory_gb": memory}, peak_mem_mb=memory * 1024.0,

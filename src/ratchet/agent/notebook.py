@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ratchet.config import TaskConfig
-from ratchet.records import FAILED, KEEP, PENDING, RUNNING, Experiment
+from ratchet.records import BASELINE, FAILED, KEEP, PENDING, RUNNING, Experiment
 
 RECENT_IN_FULL = 5
 MAX_DIFF_CHARS = 1500
@@ -63,7 +63,7 @@ def _header(history: Sequence[Entry], best: Experiment | None, config: TaskConfi
     metric = config.metric
     studies = sorted({e.study for e in history})
     baseline = next((e.experiment.value for e in history
-                     if e.experiment.kind == "baseline" and e.experiment.status == KEEP), None)
+                     if e.experiment.kind == BASELINE and e.experiment.status == KEEP), None)
     lines = ["# Lab notebook",
              f"Metric: {metric.name} ({metric.goal}). Baseline: {_num(baseline)}. "
              f"Best so far: {_num(best.value if best else None)}"
@@ -78,7 +78,7 @@ def _header(history: Sequence[Entry], best: Experiment | None, config: TaskConfi
 
 
 def _kept_chain(history: Sequence[Entry]) -> str:
-    kept = [e for e in history if e.experiment.status == KEEP and e.experiment.kind != "baseline"]
+    kept = [e for e in history if e.experiment.status == KEEP and e.experiment.kind != BASELINE]
     if not kept:
         return "## Kept changes\nNone yet.\n"
     shown = kept[-MAX_KEPT_SHOWN:]

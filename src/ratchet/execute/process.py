@@ -142,7 +142,7 @@ class TreeWatchdog:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            tree = process_tree(self.pid)
+            tree = process_tree(self.pid, max_age_s=SAMPLE_INTERVAL_S / 2)
             used = sum(_rss_bytes(pid) for pid in tree)
             self.peak_bytes = max(self.peak_bytes, used)
             self.cpu_s = max(self.cpu_s, sum(_cpu_seconds(pid) for pid in tree))
@@ -153,8 +153,34 @@ class TreeWatchdog:
             self._stop.wait(SAMPLE_INTERVAL_S)
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and every live descendant of it, found through /proc."""
+def process_tree(root: int, max_age_s: float = 0.0) -> list[int]:
+    """`root` and every live descendant of it, found through /proc (a table read at most
+    `max_age_s` ago will do: many watchdogs then share one scan)."""
+    children = _PROCESS_TABLE.children(max_age_s)
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+class _ProcessTable:
+    """Parent-to-children map of every process, one /proc scan shared by all who ask."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.read_at = -1.0
+        self.table: dict[int, list[int]] = {}
+
+    def children(self, max_age_s: float) -> dict[int, list[int]]:
+        with self.lock:
+            if time.monotonic() - self.read_at > max_age_s:
+                self.table, self.read_at = _scan_children(), time.monotonic()
+            return self.table
+
+
+def _scan_children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -162,12 +188,10 @@ def process_tree(root: int) -> list[int]:
         ppid = _parent_of(int(entry.name))
         if ppid is not None:
             children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return tree
+    return children
+
+
+_PROCESS_TABLE = _ProcessTable()
 
 
 def _parent_of(pid: int) -> int | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ratchet.llm.prices import Usage
-from ratchet.records import Experiment
+from ratchet.records import PROPOSAL, TRY, Experiment
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Proposal:
     params: dict[str, Any] | None = None
     patch: str | None = None
     trial_number: int | None = None
-    kind: str = "proposal"
+    kind: str = PROPOSAL
     onto_base: bool = False  # a patch made against the base commit rather than the best
     parent: str | None = None  # the commit the change was made on, when the proposer chose it
     usage: Usage = Usage()  # tokens the proposal cost
@@ -72,5 +72,5 @@ class PatchProposer(Proposer):
         if self.used:
             return None
         self.used = True
-        return Proposal(description=self.description, patch=self.patch, kind="try",
+        return Proposal(description=self.description, patch=self.patch, kind=TRY,
                         onto_base=self.onto_base)

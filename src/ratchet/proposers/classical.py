@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from ratchet.config import Param, TaskConfig
 from ratchet.errors import UsageError
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
-from ratchet.records import DISCARD, KEEP, Experiment
+from ratchet.records import BASELINE, DISCARD, KEEP, Experiment
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("optuna").setLevel(logging.WARNING)
@@ -89,7 +89,7 @@ class ClassicalProposer(Proposer):
                         trial_number=trial.number)
 
     def observe(self, experiment: Experiment) -> None:
-        if experiment.kind == "baseline":
+        if experiment.kind == BASELINE:
             self._add_baseline(experiment)
             return
         if experiment.trial_number is None:

@@ -16,7 +16,7 @@ from ratchet.context import StudyContext
 from ratchet.proposers.agent import AgentProposer
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 from ratchet.proposers.classical import ClassicalProposer
-from ratchet.records import DISCARD, KEEP, Experiment
+from ratchet.records import BASELINE, DISCARD, KEEP, Experiment
 
 BRIEFING = """\
 ## Hybrid search
@@ -50,7 +50,7 @@ class HybridProposer(Proposer):
 
     def observe(self, experiment: Experiment) -> None:
         self.classical.observe(experiment)
-        if experiment.trial_number is not None or experiment.kind == "baseline":
+        if experiment.trial_number is not None or experiment.kind == BASELINE:
             return
         if experiment.scope == "in" and experiment.status in (KEEP, DISCARD) \
                 and experiment.value is not None and experiment.commit:

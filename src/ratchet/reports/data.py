@@ -15,6 +15,7 @@ from typing import Any
 
 from ratchet.generalize import horizon_stats, trend
 from ratchet.records import (
+    BASELINE,
     CRASH,
     KEEP,
     TIMEOUT,
@@ -63,7 +64,7 @@ def summarize(record: StudyRecord, experiments: Sequence[Experiment], minimize: 
     for e in experiments:
         spent += e.cost_usd
         if e.status == KEEP and e.value is not None:
-            if best is not None and e.kind != "baseline":
+            if best is not None and e.kind != BASELINE:
                 gain = (best - e.value) if minimize else (e.value - best)
                 if e.scope == "in":
                     kept_in, gain_in = kept_in + 1, gain_in + gain
@@ -74,9 +75,9 @@ def summarize(record: StudyRecord, experiments: Sequence[Experiment], minimize: 
         dollars.append(spent)
         total = gain_in + gain_out
         outside_curve.append(gain_out / total if total else None)
-    proposals = [e for e in experiments if e.kind != "baseline"]
+    proposals = [e for e in experiments if e.kind != BASELINE]
     total_gain = gain_in + gain_out
-    baseline = next((e.value for e in experiments if e.kind == "baseline"
+    baseline = next((e.value for e in experiments if e.kind == BASELINE
                      and e.status == KEEP), None)
     return StudySummary(
         name=record.name, method=method_of(record), seed=record.seed, reference=reference,

@@ -11,11 +11,21 @@ from rich.table import Table
 from rich.text import Text
 
 from ratchet.engine import Progress
-from ratchet.records import KEEP, Experiment
+from ratchet.records import (
+    CRASH,
+    DISCARD,
+    KEEP,
+    PENDING,
+    RUNNING,
+    TIMEOUT,
+    VOID,
+    WAITING,
+    Experiment,
+)
 from ratchet.units import format_duration
 
-STATUS_STYLE = {"keep": "bold green", "discard": "yellow", "crash": "red", "timeout": "red",
-                "void": "magenta", "running": "cyan", "pending": "dim"}
+STATUS_STYLE = {KEEP: "bold green", DISCARD: "yellow", CRASH: "red", TIMEOUT: "red",
+                VOID: "magenta", RUNNING: "cyan", PENDING: "dim", WAITING: "cyan"}
 
 
 def fmt(value: float | None, signed: bool = False) -> str:
@@ -27,7 +37,7 @@ def fmt(value: float | None, signed: bool = False) -> str:
 def experiment_cells(e: Experiment) -> list[str]:
     """number, status, metric, delta vs best, duration, description (with the reason if failed)."""
     description = e.description
-    if e.reason and e.status != KEEP and e.status != "discard":
+    if e.reason and e.status != KEEP and e.status != DISCARD:
         description = f"{description} [{e.reason}]"
     runs = f" ({len(e.values)} runs)" if len(e.values) > 1 else ""
     return [str(e.number), e.status, fmt(e.value) + runs, fmt(e.delta, signed=True),
@@ -66,6 +76,8 @@ def progress_line(progress: Progress) -> str:
                  else f"{format_duration(progress.elapsed_s)} elapsed")
     if progress.running:
         parts.append(f"{progress.running} running")
+    if progress.drivers > 1:
+        parts.append(f"{progress.drivers} drivers on this study")
     return " · ".join(parts)
 
 
