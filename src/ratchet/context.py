@@ -6,6 +6,7 @@ executors and the proposers see this and nothing above it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -159,8 +160,9 @@ class StudyContext:
 
     # files and protection
 
-    def worktree_path(self, driver: int, slot: int) -> Path:
-        return self.state_dir / "worktrees" / self.name / f"driver-{driver}-slot-{slot}"
+    def worktree_path(self, slot: int) -> Path:
+        """A slot's work tree, this process's own: drivers may share a checkout."""
+        return self.state_dir / "worktrees" / self.name / f"{os.getpid()}-slot-{slot}"
 
     def log_path(self, number: int) -> Path:
         return self.state_dir / "logs" / self.name / f"{number:05d}.log"

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,7 @@ from ratchet.engine import (
     SilentReporter,
 )
 from ratchet.errors import UsageError
-from ratchet.execute.evaluate import RunResult
-from ratchet.execute.executor import Executor, Job
+from ratchet.execute.executor import Executor
 from ratchet.execute.gitrepo import GitRepo
 from ratchet.execute.local import LocalExecutor
 from ratchet.execute.workspace import study_branch
@@ -173,12 +171,13 @@ class Study:
         if warning:
             reporter.message(warning)
         self.context.ensure_branch()
-        driver = Engine.register(self.context, _Capacity(executor, parallel))
-        assert driver.id is not None
+        # The executor is ready (a cluster's workers started) before the driver registers:
+        # from then on it works, and other drivers see it.
+        runner = self._executor(executor, parallel, gpus, address)
         try:
-            runner = self._executor(executor, parallel, gpus, address, driver.id)
-        except BaseException as exc:
-            self.store.stop_driver(driver.id, f"could not start: {exc}")
+            driver = Engine.register(self.context, runner)
+        except BaseException:
+            runner.close()
             raise
         engine = Engine(self.context, proposer, runner, Budget(max_experiments, max_time_s,
                                                                max_usd), reporter,
@@ -206,32 +205,19 @@ class Study:
         return BestResult(experiment=best, branch=branch, diff=diff)
 
     def _executor(self, kind: str, parallel: int, gpus: list[str] | None,
-                  address: str | None, driver: int) -> Executor:
+                  address: str | None) -> Executor:
         context = self.context
         if kind == "local":
             if address is not None:
                 raise UsageError("--address is for --executor ray")
             return LocalExecutor(self.repo, context.evaluator, context.launcher,
-                                 [context.worktree_path(driver, i) for i in range(parallel)],
+                                 [context.worktree_path(i) for i in range(parallel)],
                                  gpus)
         if kind == "ray":
             from ratchet.execute.ray_executor import RayExecutor
 
             return RayExecutor(self.repo, self.config, address or "auto", parallel)
         raise UsageError(f"unknown executor {kind!r} (choose from: local, ray)")
-
-
-class _Capacity(Executor):
-    """What a driver records about its executor before the executor exists."""
-
-    def __init__(self, name: str, capacity: int) -> None:
-        self.name, self.capacity = name, capacity
-
-    def submit(self, job: Job) -> Future[RunResult]:
-        raise NotImplementedError
-
-    def cancel(self) -> None:
-        raise NotImplementedError
 
 
 def check_concurrency(store: Store, mounts: str | None = None) -> None:

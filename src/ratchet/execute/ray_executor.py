@@ -14,6 +14,7 @@ import socket
 import tarfile
 import tempfile
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from ratchet.execute.sandbox import launcher_for
 SYSTEM_RETRIES = 3  # times Ray re-runs a task whose worker or node died
 LOOPBACK = ("127.0.0.1", "localhost")
 CONNECT_TIMEOUT_S = 5.0
+WARM_UP_TIMEOUT_S = 120.0
+WARM_UP_HOLD_S = 1.0
 _CHECKED: set[str] = set()  # sandbox modes checked in this worker process
 
 
@@ -41,12 +44,23 @@ def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str]
         tree.mkdir()
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tree, filter="data")
+        _check_sandbox(config.sandbox.mode)
         launcher = launcher_for(config.sandbox.mode)
-        if config.sandbox.mode not in _CHECKED:  # once per worker process
-            launcher.check()
-            _CHECKED.add(config.sandbox.mode)
         result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env)
         return result, log.read_bytes() if log.exists() else b""
+
+
+def warm_up(sandbox_mode: str) -> None:
+    """On a worker: check the sandbox once, and stay long enough that the warm-up tasks of one
+    driver overlap (each then starts a worker of its own)."""
+    _check_sandbox(sandbox_mode)
+    time.sleep(WARM_UP_HOLD_S)
+
+
+def _check_sandbox(mode: str) -> None:
+    if mode not in _CHECKED:  # once per worker process
+        launcher_for(mode).check()
+        _CHECKED.add(mode)
 
 
 class RayExecutor(Executor):
@@ -61,6 +75,7 @@ class RayExecutor(Executor):
             num_cpus=resources.cpus, num_gpus=resources.gpus,
             memory=config.memory_limit_bytes, max_retries=SYSTEM_RETRIES,
             retry_exceptions=False)
+        self._warm_up(capacity)
         self.pool = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix="ray")
         self.lock = threading.Lock()
         self.running: set[Any] = set()  # ObjectRefs of the runs in flight
@@ -80,6 +95,20 @@ class RayExecutor(Executor):
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UsageError(f"--address {address}: cannot connect to a Ray cluster "
                              f"({str(exc).splitlines()[0]})") from None
+
+    def _warm_up(self, workers: int) -> None:
+        """Start the workers and check the sandbox on them before the first run, so no run's
+        time includes a worker's start-up (tasks that overlap get workers of their own)."""
+        warm = self.ray.remote(warm_up).options(num_cpus=self.config.resources.cpus,
+                                                num_gpus=self.config.resources.gpus)
+        try:
+            self.ray.get([warm.remote(self.config.sandbox.mode) for _ in range(workers)],
+                         timeout=WARM_UP_TIMEOUT_S)
+        except self.ray.exceptions.GetTimeoutError:
+            pass  # a cluster smaller than --parallel: the rest start with their first run
+        except self.ray.exceptions.RayTaskError as exc:
+            raise UsageError(f"the Ray workers cannot run evaluations: "
+                             f"{str(exc.cause).splitlines()[0]}") from None
 
     def submit(self, job: Job) -> Future[RunResult]:
         return self.pool.submit(self._run, job)
