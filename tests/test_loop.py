@@ -251,7 +251,7 @@ def test_time_budget_stops_starting_experiments(make_repo: Callable[..., Path]) 
     repo = make_repo("quadratic", replace={"objective.py": SLOW_OBJECTIVE})
     study = open_study(repo, "time", proposer="random", seed=0)
     start = time.monotonic()
-    progress = study.run(max_time_s=3.0, max_experiments=100)
+    progress = study.run(max_time_s=5.0, max_experiments=100)
     assert progress.stop_reason == "time budget reached"
-    assert time.monotonic() - start < 3.0 + 2.0  # at most the evaluation in flight runs on
-    assert 1 < len(study.experiments()) < 10
+    assert time.monotonic() - start < 5.0 + 2.0  # at most the evaluation in flight runs on
+    assert 1 < len(study.experiments()) < 12  # the baseline's 3 runs, then a few proposals
