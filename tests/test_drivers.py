@@ -219,3 +219,24 @@ def test_code_kept_in_one_clone_is_rebuilt_as_the_same_commit_in_another(
     assert "-X = 0.0" in best.diff and "-Y = 0.0" in best.diff
     assert git(b, "rev-parse", "ratchet/shared^{tree}") == git(b, "rev-parse",
                                                                f"{second.commit}^{{tree}}")
+
+
+def test_a_starting_driver_leaves_a_live_drivers_fresh_trial_alone(
+        make_repo: Callable[..., Path]) -> None:
+    """Driver B starts while driver A has asked Optuna for a trial and not yet recorded its
+    experiment: B must not fail A's trial, and A finishing it later must not crash."""
+    from optuna.trial import TrialState
+
+    from ratchet.proposers import ProposalContext, create_proposer
+
+    study = open_study(make_repo("quadratic"), "o", proposer="random", seed=0)
+    a, b = create_proposer(study.context), create_proposer(study.context)
+    best = Experiment(study_id=study.id, number=0, kind="baseline")
+    proposal = a.propose(ProposalContext(number=1, best=best,
+                                         base_values=study.context.base_values))
+    b.recover([])  # B's start: no experiment holds A's trial yet
+    (trial,) = a.study.get_trials(deepcopy=False)
+    assert trial.number == proposal.trial_number and trial.state == TrialState.RUNNING
+    a.withdraw(proposal)
+    a.withdraw(proposal)  # finished already (by another driver, say): no error
+    assert a.study.get_trials(deepcopy=False)[0].state == TrialState.FAIL

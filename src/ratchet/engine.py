@@ -204,11 +204,7 @@ class Engine:
             study_id=context.id, number=0, kind=BASELINE, parent_commit=context.record.base_commit,
             commit=context.record.base_commit, description="baseline",
             params=dict(context.base_values)), log_path=self._log_path)
-        if baseline.finished and baseline.status != KEEP:  # pragma: no cover - guarded above
-            raise RatchetError("the baseline could not be added")
-        previous = [e for e in self.store.experiments(context.id)
-                    if e.kind == BASELINE and e.number < baseline.number]
-        if previous and baseline.status == PENDING and not baseline.values:
+        if baseline.number > 0 and baseline.status == PENDING and not baseline.values:
             self.reporter.message("the last baseline failed: measuring it again")
         self._refresh()
 
@@ -309,8 +305,14 @@ class Engine:
         return added
 
     def _baseline(self) -> Experiment:
+        """The study's latest baseline; an error if it failed (on this driver or another)."""
         experiments = self.store.experiments(self.context.id)
-        return next(e for e in reversed(experiments) if e.kind == BASELINE)
+        baseline = next(e for e in reversed(experiments) if e.kind == BASELINE)
+        if baseline.finished and baseline.status != KEEP:
+            raise RatchetError(f"the unmodified baseline failed ({baseline.status}: "
+                               f"{baseline.reason}); fix the task and run again "
+                               f"(log: {baseline.log_path})")
+        return baseline
 
     def _attach(self, experiment: Experiment, proposal: Proposal) -> None:
         """Files the proposal brought (an agent's transcript), beside the experiment's log."""

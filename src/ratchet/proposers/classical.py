@@ -7,8 +7,10 @@ unmodified baseline is added as trial 0 when its values lie inside the space.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
@@ -30,6 +32,9 @@ logging.getLogger("optuna").setLevel(logging.WARNING)
 
 SAMPLERS = ("tpe", "cmaes", "gp", "random")
 EXPERIMENT_ATTR = "ratchet_experiment"
+# A RUNNING trial with no experiment this old was asked for by a driver that died before
+# recording it; a younger one may be a live driver's, about to be recorded.
+ORPHAN_AFTER_S = 60.0
 
 
 def distribution(param: Param) -> BaseDistribution:
@@ -95,19 +100,29 @@ class ClassicalProposer(Proposer):
         if experiment.trial_number is None:
             return
         if experiment.status in (KEEP, DISCARD) and experiment.value is not None:
-            self.study.tell(experiment.trial_number, experiment.value, skip_if_finished=True)
+            self._tell(experiment.trial_number, value=experiment.value)
         else:
-            self.study.tell(experiment.trial_number, state=TrialState.FAIL, skip_if_finished=True)
+            self._tell(experiment.trial_number, state=TrialState.FAIL)
 
     def withdraw(self, proposal: Proposal) -> None:
         if proposal.trial_number is not None:
-            self.study.tell(proposal.trial_number, state=TrialState.FAIL, skip_if_finished=True)
+            self._tell(proposal.trial_number, state=TrialState.FAIL)
 
     def recover(self, unfinished: list[Experiment]) -> None:
+        """Fail the trials a dead driver asked for but never recorded. A trial younger than
+        ORPHAN_AFTER_S may be a live driver's, between its ask and its record: left alone."""
         keep = {e.trial_number for e in unfinished}
+        cutoff = datetime.now() - timedelta(seconds=ORPHAN_AFTER_S)
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.number not in keep:
-                self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            started = trial.datetime_start
+            if trial.number not in keep and (started is None or started < cutoff):
+                self._tell(trial.number, state=TrialState.FAIL)
+
+    def _tell(self, number: int, value: float | None = None,
+              state: TrialState | None = None) -> None:
+        """Tell once: a trial another driver (or a recovery) finished first stays as it is."""
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self.study.tell(number, value, state=state, skip_if_finished=True)
 
     def _add_baseline(self, experiment: Experiment) -> None:
         if experiment.status == KEEP and experiment.value is not None:

@@ -62,6 +62,9 @@ class HybridProposer(Proposer):
     def recover(self, unfinished: list[Experiment]) -> None:
         self.classical.recover(unfinished)
 
+    def withdraw(self, proposal: Proposal) -> None:
+        self.classical.withdraw(proposal)
+
     def _latest_structural_base(self) -> str:
         """On resume: the commit of the last kept structural change, or the study's base."""
         kept = [e for e in self.study.experiments() if e.status == KEEP
