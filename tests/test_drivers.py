@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import POSTGRES_URL, git, postgres_available, reset_postgres
+from conftest import git
 
 from ratchet.records import Experiment
 from ratchet.store.database import Store
@@ -33,19 +33,10 @@ def clones(make_repo: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
-@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"])
-def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def shared_store(storage_url: str) -> str:
     """One store both clones name: PostgreSQL, or a SQLite file on this machine's disk."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.db'}"
-        return
-    if not postgres_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no PostgreSQL server answers on 127.0.0.1:5432")
-        pytest.skip("no PostgreSQL server answers on 127.0.0.1:5432")
-    reset_postgres()
-    yield POSTGRES_URL
-    reset_postgres()
+    return storage_url
 
 
 def _driver(clone: Path, storage: str, *args: str) -> subprocess.Popen[str]:

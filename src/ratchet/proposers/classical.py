@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +37,25 @@ EXPERIMENT_ATTR = "ratchet_experiment"
 # A RUNNING trial with no experiment this old was asked for by a driver that died before
 # recording it; a younger one may be a live driver's, about to be recorded.
 ORPHAN_AFTER_S = 60.0
+OWNER_ATTR = "ratchet_owner"  # host:pid of the driver that asked for the trial
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _died_here(owner: str | None) -> bool:
+    """Whether `owner` (host:pid) was a process of this machine that no longer runs."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def distribution(param: Param) -> BaseDistribution:
@@ -88,6 +109,7 @@ class ClassicalProposer(Proposer):
 
     def propose(self, context: ProposalContext) -> Proposal | None:
         trial = self.study.ask(self.distributions)  # its number is stored on the experiment
+        trial.set_user_attr(OWNER_ATTR, _this_process())
         changed = {k: v for k, v in trial.params.items() if context.base_values.get(k) != v}
         summary = ", ".join(f"{k}={_short(v)}" for k, v in changed.items()) or "baseline values"
         return Proposal(description=f"{self.name}: {summary}", params=dict(trial.params),
@@ -115,7 +137,9 @@ class ClassicalProposer(Proposer):
         cutoff = datetime.now() - timedelta(seconds=ORPHAN_AFTER_S)
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             started = trial.datetime_start
-            if trial.number not in keep and (started is None or started < cutoff):
+            orphan = started is None or started < cutoff or \
+                _died_here(trial.user_attrs.get(OWNER_ATTR))
+            if trial.number not in keep and orphan:
                 self._tell(trial.number, state=TrialState.FAIL)
 
     def _tell(self, number: int, value: float | None = None,
