@@ -29,16 +29,17 @@ name = "score"
 
 [decision]
 rule = "greedy"
+baseline_runs = {baseline_runs}
 
 [space]
 A = {{ float = [0.0, 1.0] }}
 """
 
 
-def one_file_task(command: str) -> Path:
+def one_file_task(command: str, baseline_runs: int = 4) -> Path:
     """A repository whose one knob A is searched and whose command must print `score: x`."""
-    return git_repo({"ratchet.toml": ONE_FILE_TASK.format(command=command),
-                     "task.py": "A = 0.5\n"})
+    text = ONE_FILE_TASK.format(command=command, baseline_runs=baseline_runs)
+    return git_repo({"ratchet.toml": text, "task.py": "A = 0.5\n"})
 
 
 def example_repo(name: str, replace: dict[str, tuple[str, str]] | None = None) -> Path:

@@ -25,35 +25,19 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import git_repo  # noqa: E402
+from _util import one_file_task  # noqa: E402
 
 from ratchet.records import Driver, Experiment  # noqa: E402
 from ratchet.store.database import Store  # noqa: E402
 from ratchet.study import open_study  # noqa: E402
 
 POSTGRES = "postgresql://127.0.0.1:5432/test"
-TASK = """\
-[task]
-editable = ["task.py"]
-command = "{command}"
-timeout = "60s"
-
-[metric]
-name = "score"
-
-[decision]
-rule = "greedy"
-baseline_runs = 1
-
-[space]
-A = {{ float = [0.0, 1.0] }}
-"""
 RAY_ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def task_repo(sleep: float) -> Path:
     command = f"sleep {sleep:g}; awk 'BEGIN {{ srand(); print \\\"score:\\\", rand() }}'"
-    return git_repo({"ratchet.toml": TASK.format(command=command), "task.py": "A = 0.5\n"})
+    return one_file_task(command, baseline_runs=1)
 
 
 def reset_postgres() -> None:

@@ -55,18 +55,15 @@ def test_every_module_belongs_to_a_stated_layer() -> None:
     assert units <= set(layers), f"not in any layer: {sorted(units - set(layers))}"
 
 
-def test_no_module_imports_from_a_layer_above_it() -> None:
-    layers = stated_layers()
-    upward = [f"{m} (layer {layers[unit_of(m)]}) imports {t} (layer {layers[unit_of(t)]})"
-              for m, targets in imports().items() for t in targets
-              if unit_of(m) in layers and layers[unit_of(t)] > layers[unit_of(m)]]
-    assert not upward, "\n".join(upward)
+def upward_imports(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
+    return [f"{m} (layer {layers[unit_of(m)]}) imports {t} (layer {layers[unit_of(t)]})"
+            for m, targets in graph.items() for t in targets
+            if unit_of(m) in layers and layers[unit_of(t)] > layers[unit_of(m)]]
 
 
-def test_no_import_circle() -> None:
-    graph = imports()
-    # Modules that import their package's __init__ only: the package is not a cycle member.
-    state: dict[str, int] = {}
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle, as the modules along it, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
 
     def visit(module: str) -> list[str] | None:
@@ -84,25 +81,27 @@ def test_no_import_circle() -> None:
         return None
 
     for module in sorted(graph):
-        if module not in state:
-            cycle = visit(module)
-            assert cycle is None, " -> ".join(cycle)
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return None
 
 
-def test_the_checker_sees_a_circle_and_an_upward_import(tmp_path: Path) -> None:
-    """The two rules fail when broken: a store module importing the engine is both."""
+def test_no_module_imports_from_a_layer_above_it() -> None:
+    upward = upward_imports(imports(), stated_layers())
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_circle() -> None:
+    cycle = find_cycle(imports())
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_the_checks_catch_a_circle_and_an_upward_import() -> None:
+    """A store module importing the engine breaks both rules, and both checks say so."""
     graph = imports()
-    layers = stated_layers()
     graph["ratchet.store.database"].add("ratchet.engine")
-    assert layers[unit_of("ratchet.engine")] > layers[unit_of("ratchet.store.database")]
-    assert "ratchet.store.database" in _reachable(graph, "ratchet.engine")
-
-
-def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
-    seen, todo = set(), [start]
-    while todo:
-        for target in graph[todo.pop()]:
-            if target not in seen:
-                seen.add(target)
-                todo.append(target)
-    return seen
+    assert upward_imports(graph, stated_layers()) == [
+        "ratchet.store.database (layer 3) imports ratchet.engine (layer 7)"]
+    cycle = find_cycle(graph)
+    assert cycle is not None and "ratchet.engine" in cycle \
+        and "ratchet.store.database" in cycle

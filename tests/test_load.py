@@ -4,7 +4,6 @@ one the records say it must be."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,5 +66,3 @@ def test_sixteen_drivers_one_hundred_experiments_each(tmp_path: Path) -> None:
     # Greedy, judged one at a time under the study's lock: the best is the lowest value seen.
     assert best.value == min(e.value for e in experiments if e.value is not None)
     assert len({d.id for d in study.drivers()}) == DRIVERS
-    if os.environ.get("RATCHET_LOAD_REPORT"):
-        print(f"{total} experiments, {DRIVERS} drivers: none lost or duplicated")

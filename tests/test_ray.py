@@ -5,7 +5,6 @@ and is recorded once."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -126,5 +125,4 @@ def test_no_cluster_at_the_address_is_a_one_line_usage_error(
     assert out.returncode == 2, out.stdout + out.stderr
     assert "cannot connect to a Ray cluster" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
-    assert shutil.which("true")  # the study itself is untouched: nothing was run
-    assert open_study(repo).experiments() == []
+    assert open_study(repo).experiments() == []  # nothing was run

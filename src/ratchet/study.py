@@ -125,12 +125,11 @@ class Study:
 
     @property
     def name(self) -> str:
-        return self.record.name
+        return self.context.name
 
     @property
     def id(self) -> int:
-        assert self.record.id is not None
-        return self.record.id
+        return self.context.id
 
     # queries
 
