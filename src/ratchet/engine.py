@@ -159,6 +159,9 @@ class Engine:
             with heartbeat, _sigint(self._interrupt):
                 self._start()
                 self._loop()
+                # Trials of drivers that died since this one started are failed now too.
+                self.proposer.recover(self.store.experiments(self.context.id,
+                                                             statuses=UNFINISHED))
         except BaseException as exc:
             reason = f"failed: {exc}"
             self.executor.cancel()

@@ -38,6 +38,7 @@ EXPERIMENT_ATTR = "ratchet_experiment"
 # recording it; a younger one may be a live driver's, about to be recorded.
 ORPHAN_AFTER_S = 60.0
 OWNER_ATTR = "ratchet_owner"  # host:pid of the driver that asked for the trial
+UNNAMED_GRACE = timedelta(seconds=1.0)
 
 
 def _this_process() -> str:
@@ -136,9 +137,12 @@ class ClassicalProposer(Proposer):
         keep = {e.trial_number for e in unfinished}
         cutoff = datetime.now() - timedelta(seconds=ORPHAN_AFTER_S)
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            started = trial.datetime_start
-            orphan = started is None or started < cutoff or \
-                _died_here(trial.user_attrs.get(OWNER_ATTR))
+            started, owner = trial.datetime_start, trial.user_attrs.get(OWNER_ATTR)
+            # A live driver names itself the moment after its ask: a trial still unnamed a
+            # moment later lost its driver in between.
+            unnamed = owner is None and (started is None or
+                                         started < datetime.now() - UNNAMED_GRACE)
+            orphan = started is None or started < cutoff or unnamed or _died_here(owner)
             if trial.number not in keep and orphan:
                 self._tell(trial.number, state=TrialState.FAIL)
 
