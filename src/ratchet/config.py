@@ -114,6 +114,7 @@ class TaskConfig:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     compute_usd_per_hour: float = 0.0
     space: tuple[Param, ...] = ()
+    knob_files: tuple[str, ...] = ()  # files whose every setting is a knob (see ratchet.knobs)
     agent: AgentConfig = field(default_factory=AgentConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -139,17 +140,36 @@ def load_config(root: Path, file_name: str = TASK_FILE) -> TaskConfig:
     path = root / file_name
     if not path.is_file():
         raise ConfigError(f"{file_name}: not found in {root} (run `ratchet init` to write one)")
+    return config_from_text(path.read_text(errors="replace"), root, file_name)
+
+
+def config_from_text(text: str, root: Path, file_name: str = TASK_FILE) -> TaskConfig:
+    return parse_config(read_toml(text, file_name), root, file_name)
+
+
+def read_toml(text: str, file_name: str = TASK_FILE) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file_name}: not valid TOML: {exc}") from None
-    return parse_config(data, root, file_name)
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two parsed task files, in sorted order."""
+    changed = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b, name = old.get(key), new.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += changed_keys(a, b, f"{name}.")
+        elif a != b or (key in old) != (key in new):
+            changed.append(name)
+    return changed
 
 
 def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -> TaskConfig:
     reader = _Reader(file_name)
     reader.only_sections(data, {"task", "metric", "holdout", "decision", "cost", "space",
-                                "agent", "sandbox", "resources"})
+                                "agent", "sandbox", "resources", "knobs"})
     task = reader.section(data, "task", required=True)
     reader.only_keys(task, "task", {"name", "editable", "protected", "hidden", "command",
                                      "evaluate", "predict", "timeout", "budget", "budget_grace",
@@ -180,6 +200,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         decision=_parse_decision(reader, reader.section(data, "decision")),
         compute_usd_per_hour=_parse_cost(reader, reader.section(data, "cost")),
         space=_parse_space(reader, reader.section(data, "space")),
+        knob_files=_parse_knob_files(reader, reader.section(data, "knobs"), editable),
         agent=agent,
         sandbox=_parse_sandbox(reader, reader.section(data, "sandbox")),
         resources=_parse_resources(reader, reader.section(data, "resources")),
@@ -232,6 +253,20 @@ def _parse_resources(reader: _Reader, section: dict[str, Any]) -> ResourcesConfi
     if values["cpus"] == 0 and values["gpus"] == 0:
         reader.fail("resources", "cpus", "an evaluation needs some CPU or GPU")
     return ResourcesConfig(**values)
+
+
+def _parse_knob_files(reader: _Reader, section: dict[str, Any],
+                      editable: tuple[str, ...]) -> tuple[str, ...]:
+    reader.only_keys(section, "knobs", {"files"})
+    files = reader.globs(section, "knobs", "files")
+    for pattern in files:
+        if not matches_any(pattern, editable):
+            reader.fail("knobs", "files", f"{pattern!r} is not editable: knobs are changed in "
+                        "their files, so [task].editable must cover them")
+        if not pattern.endswith((".py", ".yaml", ".yml", ".json", ".toml")):
+            reader.fail("knobs", "files", f"{pattern!r}: knob files are Python, YAML, JSON or "
+                        "TOML files")
+    return files
 
 
 def _check_phases(reader: _Reader, config: TaskConfig) -> None:
@@ -361,7 +396,23 @@ def _parse_prices(reader: _Reader, table: Any) -> dict[str, Price]:
 
 
 def _parse_space(reader: _Reader, section: dict[str, Any]) -> tuple[Param, ...]:
-    return tuple(_parse_param(reader, name, spec) for name, spec in section.items())
+    return tuple(_parse_param(reader, name, spec) for name, spec in _dotted(section).items())
+
+
+def _dotted(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`optimizer.lr = {...}` (a nested table in TOML) as the one knob name `optimizer.lr`."""
+    flat: dict[str, Any] = {}
+    for name, spec in section.items():
+        nested = isinstance(spec, dict) and spec and not set(spec) & _SPEC_KEYS \
+            and all(isinstance(v, dict) for v in spec.values())
+        if nested:
+            flat |= _dotted(spec, f"{prefix}{name}.")
+        else:
+            flat[f"{prefix}{name}"] = spec
+    return flat
+
+
+_SPEC_KEYS = {"int", "float", "choice", "log", "step"}
 
 
 def _parse_param(reader: _Reader, name: str, spec: Any) -> Param:

@@ -18,9 +18,9 @@ from ratchet.execute.evaluate import Evaluator
 from ratchet.execute.gitrepo import GitRepo
 from ratchet.execute.sandbox import Launcher, launcher_for
 from ratchet.execute.workspace import Candidate, CandidateBuilder, study_branch
-from ratchet.globs import matches_any
+from ratchet.knobs import catalog
 from ratchet.knobs.scope import classify
-from ratchet.knobs.source import Knob, find_knobs, rewrite_knobs
+from ratchet.knobs.source import Knob
 from ratchet.records import Experiment, StudyRecord
 from ratchet.store.database import STATE_DIR, Store, sqlite_files
 
@@ -57,11 +57,8 @@ class StudyContext:
     @cached_property
     def knobs(self) -> dict[str, Knob]:
         """The knobs of the base code; every `[space]` name must be one of them."""
-        knobs = knobs_in(self.base_sources)
-        for param in self.config.space:
-            if param.name not in knobs:
-                raise UsageError(f"ratchet.toml: [space].{param.name}: no module-level constant "
-                                 f"of that name in the editable files")
+        knobs = self.knobs_in(self.base_sources)
+        catalog.check_space(self.config, knobs)
         return knobs
 
     @cached_property
@@ -69,12 +66,14 @@ class StudyContext:
         return {k.name: k.value for k in self.knobs.values()}
 
     def knobs_at(self, commit: str) -> dict[str, Knob]:
-        return knobs_in(self.sources_at(self.materialize(commit)))
+        return self.knobs_in(self.sources_at(self.materialize(commit)))
+
+    def knobs_in(self, sources: Mapping[str, str]) -> dict[str, Knob]:
+        return catalog.knobs_in(sources, self.config)
 
     def sources_at(self, commit: str) -> dict[str, str]:
-        """The editable Python files of `commit`."""
-        return {path: self.repo.read_file(commit, path) for path in self.repo.list_files(commit)
-                if path.endswith(".py") and matches_any(path, self.config.editable)}
+        """The files of `commit` that knobs are read from."""
+        return editable_sources(self.repo, self.config, commit)
 
     # code states
 
@@ -187,23 +186,21 @@ class StudyContext:
         sources, knobs = self.base_sources, self.knobs
         if parent != self.record.base_commit:  # knobs searched on code a kept change made
             sources = self.sources_at(parent)
-            knobs = knobs_in(sources)
+            knobs = self.knobs_in(sources)
         by_file: dict[str, dict[str, Any]] = {}
         for name, value in params.items():
             knob = knobs.get(name)
             if knob is None:
                 raise PatchRejected(f"knob {name} no longer exists in the code")
             by_file.setdefault(knob.path, {})[name] = _like(knob.value, value)
-        return {path: rewrite_knobs(sources[path], values) for path, values in by_file.items()}
+        return {path: catalog.rewrite(path, sources[path], values)
+                for path, values in by_file.items()}
 
 
-def knobs_in(sources: Mapping[str, str]) -> dict[str, Knob]:
-    """Knobs by name across files; the first definition of a name wins."""
-    knobs: dict[str, Knob] = {}
-    for path, source in sources.items():
-        for knob in find_knobs(source, path):
-            knobs.setdefault(knob.name, knob)
-    return knobs
+def editable_sources(repo: GitRepo, config: TaskConfig, commit: str) -> dict[str, str]:
+    """The texts of the files of `commit` that knobs are read from."""
+    return {path: repo.read_file(commit, path) for path in repo.list_files(commit)
+            if catalog.holds_knobs(path, config)}
 
 
 def _like(original: Any, value: Any) -> Any:

@@ -35,6 +35,7 @@ class StudyRecord:
     rule: str = "noise-aware"
     sigma: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    config: str | None = None  # the task file's text, frozen when the study started
     id: int | None = None
     created_at: datetime | None = None
 

@@ -12,8 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ratchet.config import TaskConfig, load_config
-from ratchet.context import StudyContext
+from ratchet.config import (
+    TASK_FILE,
+    TaskConfig,
+    changed_keys,
+    config_from_text,
+    load_config,
+    read_toml,
+)
+from ratchet.context import StudyContext, editable_sources
 from ratchet.engine import (
     HEARTBEAT_S,
     STALE_AFTER_S,
@@ -28,6 +35,7 @@ from ratchet.execute.executor import Executor
 from ratchet.execute.gitrepo import GitRepo
 from ratchet.execute.local import LocalExecutor
 from ratchet.execute.workspace import study_branch
+from ratchet.knobs import catalog
 from ratchet.proposers import IMPORTED, PatchProposer, Proposer, create_proposer
 from ratchet.proposers import check_proposer_name as _check_proposer_name
 from ratchet.records import TRY, Driver, Experiment, StudyRecord
@@ -54,43 +62,88 @@ def open_study(repo: str | Path = ".", name: str | None = None, *, storage: str 
     `settings` (an agent's model and endpoint, `fresh`) are recorded with a new study.
     """
     git = GitRepo.find(Path(repo))
-    config = load_config(git.root)
     _ensure_state_dir(git.root)
     store = Store(storage or default_url(git.root))
     if proposer is not None:
         _check_proposer_name(proposer)
     settings = {k: v for k, v in (settings or {}).items() if v not in (None, False)}
-    record = _find_or_create(store, git, config, name, proposer, seed, create, settings)
-    return Study(store, record, config, git)
+    record = _find(store, git, name, proposer, settings)
+    if record is None:
+        if not create:
+            raise UsageError(f"no study named {name!r} (see `ratchet status` for the studies "
+                             "here)" if name else "no study in this repository yet (start one "
+                             "with `ratchet run`)")
+        record = _create(store, git, name or _next_name(store, proposer), proposer, seed,
+                         settings)
+    return Study(store, record, frozen_config(store, record, git), git)
 
 
-def _find_or_create(store: Store, git: GitRepo, config: TaskConfig, name: str | None,
-                    proposer: str | None, seed: int | None, create: bool,
-                    settings: dict[str, Any]) -> StudyRecord:
+def _find(store: Store, git: GitRepo, name: str | None, proposer: str | None,
+          settings: dict[str, Any]) -> StudyRecord | None:
+    """The named study, or without a name the repository's latest if the proposer matches."""
     if name is not None:
         record = store.get_study(name)
-        if record is not None:
-            if proposer is not None and proposer != record.proposer:
-                raise UsageError(f"study {name!r} uses the {record.proposer} proposer, "
-                                 f"not {proposer} (start a new study with --study NEW_NAME)")
-            _check_same_settings(record, settings)
-            return record
+        if record is not None and proposer is not None and proposer != record.proposer:
+            raise UsageError(f"study {name!r} uses the {record.proposer} proposer, "
+                             f"not {proposer} (start a new study with --study NEW_NAME)")
     else:
         studies = [s for s in store.studies(str(git.root)) if s.proposer != IMPORTED]
-        if studies and (proposer is None or studies[-1].proposer == proposer):
-            _check_same_settings(studies[-1], settings)
-            return studies[-1]
-        if not create:
-            raise UsageError("no study in this repository yet (start one with `ratchet run`)")
-        taken = {s.name for s in store.studies()}
-        base = proposer or "tpe"
-        name = next(f"{base}-{i}" for i in range(1, len(taken) + 2) if f"{base}-{i}" not in taken)
-    if not create:
-        raise UsageError(f"no study named {name!r} (see `ratchet status` for the studies here)")
+        record = studies[-1] if studies and proposer in (None, studies[-1].proposer) else None
+    if record is not None:
+        _check_same_settings(record, settings)
+    return record
+
+
+def _next_name(store: Store, proposer: str | None) -> str:
+    taken = {s.name for s in store.studies()}
+    base = proposer or "tpe"
+    return next(f"{base}-{i}" for i in range(1, len(taken) + 2) if f"{base}-{i}" not in taken)
+
+
+def _create(store: Store, git: GitRepo, name: str, proposer: str | None, seed: int | None,
+            settings: dict[str, Any]) -> StudyRecord:
+    """A new study on the current commit, with that commit's task file frozen into it."""
     _check_study_name(name)
+    base = git.head()
+    config = load_config(git.root)  # the file's own mistakes are named first
+    catalog.check_space(config, catalog.knobs_in(editable_sources(git, config, base), config))
+    text = committed_task_file(git, base)
     return store.get_or_create_study(StudyRecord(
-        name=name, task=config.name, repo_root=str(git.root), base_commit=git.head(),
-        proposer=proposer or "tpe", seed=seed, rule=config.decision.rule, settings=settings))
+        name=name, task=config.name, repo_root=str(git.root), base_commit=base,
+        proposer=proposer or "tpe", seed=seed, rule=config.decision.rule, settings=settings,
+        config=text))
+
+
+def committed_task_file(git: GitRepo, commit: str) -> str:
+    """The task file of `commit`, which must be the one in the working tree too: a study's
+    rules are the committed ones, never an edit lying around in the checkout."""
+    path = git.root / TASK_FILE
+    if not path.is_file():
+        raise UsageError(f"{TASK_FILE}: not found in {git.root} (run `ratchet init` to write "
+                         "one)")
+    working = path.read_text(errors="replace")
+    if TASK_FILE not in git.list_files(commit):
+        raise UsageError(f"{TASK_FILE} is not committed: a study runs by the committed task "
+                         f"file (git add {TASK_FILE} && git commit)")
+    text = git.read_file(commit, TASK_FILE)
+    changed = changed_keys(read_toml(text), read_toml(working))
+    if changed:
+        raise UsageError(f"{TASK_FILE} has uncommitted changes ({', '.join(changed[:6])}): "
+                         "commit them first; a study runs by the committed task file")
+    return text
+
+
+def frozen_config(store: Store, record: StudyRecord, git: GitRepo) -> TaskConfig:
+    """The task file the study started with. A study from before task files were frozen
+    freezes its base commit's (or, lacking one, the checkout's) now."""
+    if record.config is None:
+        assert record.id is not None
+        base_files = git.list_files(record.base_commit) if git.has_commit(record.base_commit) \
+            else []
+        text = git.read_file(record.base_commit, TASK_FILE) if TASK_FILE in base_files else \
+            (git.root / TASK_FILE).read_text(errors="replace")
+        record.config = store.freeze_config(record.id, text)
+    return config_from_text(record.config, git.root)
 
 
 def _check_same_settings(record: StudyRecord, settings: dict[str, Any]) -> None:
@@ -160,6 +213,7 @@ class Study:
         if parallel < 1:
             raise UsageError("--parallel must be at least 1")
         reporter = reporter or SilentReporter()
+        self.check_task_file()
         check_concurrency(self.store)
         proposer = proposer or create_proposer(self.context)
         if not self.repo.has_commit(self.record.base_commit):
@@ -182,6 +236,19 @@ class Study:
                                                                max_usd), reporter,
                         heartbeat_s=heartbeat_s, stale_after_s=stale_after_s, driver=driver)
         return engine.run()
+
+    def check_task_file(self) -> None:
+        """Refuse to go on when the checkout's task file is not the one the study froze."""
+        path = self.repo.root / TASK_FILE
+        if not path.is_file() or self.record.config is None:
+            return
+        changed = changed_keys(read_toml(self.record.config),
+                               read_toml(path.read_text(errors="replace")))
+        if changed:
+            raise UsageError(
+                f"{TASK_FILE} differs from the one study {self.name!r} started with "
+                f"({', '.join(changed[:6])}): a study's rules are fixed; restore the file, or "
+                "commit it and start a new study with --study NEW_NAME")
 
     def try_patch(self, patch: str, description: str = "user patch",
                   reporter: Reporter | None = None, onto_base: bool = False) -> Experiment:

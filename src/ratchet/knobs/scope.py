@@ -2,14 +2,16 @@
 
 A change is IN when the only differences between the parent's code and the candidate's are
 the values of knobs named in `[space]`; anything else (another constant, new code, a changed
-structure, a non-Python file) is OUTSIDE. The comparison is of parsed code, so formatting and
-comments do not count.
+structure, a file that holds no knobs) is OUTSIDE. The comparison is of parsed code (or parsed
+YAML, JSON and TOML), so formatting and comments do not count.
 """
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Mapping
+
+from ratchet.knobs import datafile
 
 IN, OUTSIDE = "in", "outside"
 
@@ -20,9 +22,16 @@ def classify(old_files: Mapping[str, str | None], new_files: Mapping[str, str | 
     names = frozenset(space)
     for path in set(old_files) | set(new_files):
         old, new = old_files.get(path), new_files.get(path)
-        if old is None or new is None or not path.endswith(".py"):
+        if old is None or new is None:
             return OUTSIDE
-        if _shape(old, names) != _shape(new, names):
+        if path.endswith(".py"):
+            old_shape, new_shape = _shape(old, names), _shape(new, names)
+        elif datafile.is_data_file(path):
+            old_shape, new_shape = (datafile.shape(old, path, names),
+                                    datafile.shape(new, path, names))
+        else:
+            return OUTSIDE
+        if old_shape is None or old_shape != new_shape:
             return OUTSIDE
     return IN
 

@@ -1,8 +1,9 @@
 """Knobs: module-level constants in editable files, found and rewritten in place.
 
-A knob is an assignment at the top of a module whose name is UPPER_CASE and whose value is a
-literal (int, float, str, bool, or a tuple of those; arithmetic on numbers such as `2**19` is
-evaluated). Rewriting goes through libcst, so comments and formatting around a knob survive.
+A knob is an assignment at the top of a module whose name is UPPER_CASE (any case in a task's
+knob files, as nanoGPT's `batch_size = 12`) and whose value is a literal (int, float, str, bool,
+or a tuple of those; arithmetic on numbers such as `2**19` is evaluated). Rewriting goes
+through libcst, so comments and formatting around a knob survive.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import libcst as cst
 from ratchet.config import Param
 
 _KNOB_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_ANY_CASE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RATIO_NAME = re.compile(r"FRAC|RATIO|DROPOUT|BETA|MOMENTUM|WARMUP|WARMDOWN|PROB|ALPHA")
 _NOT_SEARCHED = re.compile(r"SEED")
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -34,16 +36,17 @@ class Knob:
     line: int
 
 
-def find_knobs(source: str, path: str = "") -> list[Knob]:
+def find_knobs(source: str, path: str = "", any_case: bool = False) -> list[Knob]:
     """The knobs of one module, in file order. Source that does not parse has none."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []
     knobs = []
+    names = _ANY_CASE_NAME if any_case else _KNOB_NAME
     for node in tree.body:
         target, value = _assignment(node)
-        if target is None or not _KNOB_NAME.match(target):
+        if target is None or not names.match(target):
             continue
         try:
             knobs.append(Knob(target, _literal(value), path, node.lineno))
@@ -150,7 +153,7 @@ def format_value(value: Any) -> str:
 def suggest_param(knob: Knob) -> Param | None:
     """A sensible default search range for a knob, or None where none can be guessed."""
     name, value = knob.name, knob.value
-    if _NOT_SEARCHED.search(name):
+    if _NOT_SEARCHED.search(name.upper()):
         return None
     if isinstance(value, bool):
         return Param(name=name, kind="choice", choices=(True, False))
@@ -160,7 +163,7 @@ def suggest_param(knob: Knob) -> Param | None:
         return Param(name=name, kind="int", low=max(1, value // 2), high=value * 2,
                      log=value >= 16)
     if isinstance(value, float):
-        if _RATIO_NAME.search(name) and 0.0 <= value <= 1.0:
+        if _RATIO_NAME.search(name.upper()) and 0.0 <= value <= 1.0:
             return Param(name=name, kind="float", low=0.0, high=1.0)
         if value > 0:
             return Param(name=name, kind="float", low=_round(value / 10), high=_round(value * 10),

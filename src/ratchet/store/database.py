@@ -63,6 +63,7 @@ class _StudyRow(_Base):
     # it: a driver moves the pointer only if it still holds the value it judged against.
     best_id: Mapped[int | None]
     best_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    config: Mapped[str | None] = mapped_column(sa.Text)  # the task file, frozen at the start
 
 
 class _DriverRow(_Base):
@@ -290,6 +291,15 @@ class Store:
             query = query.where(_StudyRow.repo_root == repo_root)
         with self._session() as session:
             return [_study(row) for row in session.scalars(query)]
+
+    def freeze_config(self, study_id: int, text: str) -> str:
+        """Record the study's task file unless one is recorded; the recorded text."""
+        with self._session() as session:
+            session.execute(sa.update(_StudyRow).where(_StudyRow.id == study_id,
+                                                       _StudyRow.config.is_(None))
+                            .values(config=text))
+            return session.scalars(sa.select(_StudyRow.config)
+                                   .where(_StudyRow.id == study_id)).one()
 
     def set_sigma(self, study_id: int, sigma: float) -> None:
         with self._session() as session:
