@@ -91,7 +91,7 @@ def test_init_writes_a_task_file_with_the_knobs_it_found(make_repo: Callable[...
     data = tomllib.loads((repo / "ratchet.toml").read_text())
     assert data["task"]["command"] == "python train.py"
     assert "train.py" in data["task"]["editable"]
-    assert data["space"]["LEARNING_RATE"] == {"float": [0.0001, 0.01], "log": True}
+    assert data["space"]["LEARNING_RATE"] == {"float": [0.00025, 0.004], "log": True}
     assert "SEED" not in data["space"]
     again = ratchet(repo, "init")
     assert again.returncode == 2 and "already exists" in again.stderr

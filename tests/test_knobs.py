@@ -78,7 +78,7 @@ def test_suggested_ranges_contain_the_current_value() -> None:
         else:
             assert param.low <= knob.value <= param.high
     assert "# NAME = ?" in space_toml(find_knobs(SOURCE, "train.py"))
-    assert "LR = { float = [3e-05, 0.003], log = true }" in space_toml(find_knobs(SOURCE))
+    assert "LR = { float = [7.5e-05, 0.0012], log = true }" in space_toml(find_knobs(SOURCE))
 
 
 def test_seed_knobs_are_not_searched() -> None:

@@ -23,6 +23,7 @@ from test_integrity import edit, patch_from
 
 from ratchet.cli import main
 from ratchet.execute.process import process_tree
+from ratchet.store.database import Store, default_url
 from ratchet.study import open_study
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None and os.environ.get("CI") != "true",
@@ -303,6 +304,9 @@ def test_config_errors_of_the_sandbox(make_repo: Callable[..., Path],
         assert main(["run", "--max-experiments", "1", "--plain", "--repo", str(repo)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and problem in err, err
+        store = Store(default_url(repo))
+        assert store.studies() == []  # a mistake leaves no study behind
+        store.close()
     toml.write_text(original.replace('timeout = "30s"', 'timeout = "30s"\nbudget = "30s"'))
     assert main(["run", "--max-experiments", "1", "--plain", "--repo", str(repo)]) == 2
     assert "must be shorter than [task].timeout" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from ratchet.decide import explain
 from ratchet.engine import Progress
 from ratchet.errors import RatchetError, UsageError
 from ratchet.execute.gitrepo import GitRepo
-from ratchet.knobs.initfile import discover_knobs, task_file_text
+from ratchet.knobs.initfile import discover_knobs, read_repository, summary, task_file_text
 from ratchet.knobs.source import space_toml
 from ratchet.proposers import PROPOSERS
 from ratchet.proposers.classical import SAMPLERS
@@ -225,9 +225,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     target = repo.root / TASK_FILE
     if target.exists() and not args.force:
         raise UsageError(f"{target} already exists (use --force to overwrite)")
-    text = task_file_text(repo)
-    target.write_text(text)
-    print(f"wrote {target}; edit the command and metric, then commit it and `ratchet run`")
+    found = read_repository(repo)
+    target.write_text(task_file_text(repo, found))
+    print(f"wrote {target}:")
+    for line in summary(found):
+        print(f"  {line}")
+    print(f"review it, commit it (git add {TASK_FILE} && git commit), then `ratchet run`")
     return 0
 
 
@@ -383,8 +386,8 @@ def cmd_space(args: argparse.Namespace) -> int:
     repo = GitRepo.find(Path(args.repo))
     knobs = discover_knobs(repo)
     if not knobs:
-        raise UsageError("no knobs found (module-level UPPER_CASE constants) in the editable "
-                         "files")
+        raise UsageError("no knobs found (module-level UPPER_CASE constants in the editable "
+                         "files, or settings in the [knobs] files)")
     if not args.llm:
         sys.stdout.write(space_toml(knobs))
         return 0

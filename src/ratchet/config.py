@@ -98,7 +98,7 @@ class TaskConfig:
     root: Path
     name: str
     editable: tuple[str, ...]
-    command: str
+    command: str | None  # None when the evaluate phase alone runs the code
     protected: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()  # protected files only the evaluate phase may read
     evaluate: str | None = None
@@ -183,13 +183,15 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         if fixed and fixed not in protected:
             protected = (*protected, fixed)
     evaluate = reader.string(task, "task", "evaluate")
+    if "command" not in task and not evaluate:
+        reader.fail("task", "command", "is required (unless [task].evaluate runs the code)")
     config = TaskConfig(
         root=root,
         name=reader.string(task, "task", "name") or root.resolve().name,
         editable=editable,
         protected=protected,
         hidden=hidden,
-        command=reader.string(task, "task", "command", required=True) or "",
+        command=reader.string(task, "task", "command", required=not evaluate),
         evaluate=evaluate,
         predict=reader.string(task, "task", "predict"),
         timeout_s=reader.duration(task, "task", "timeout", default=600.0),

@@ -175,10 +175,7 @@ class StudyContext:
     def check_sandbox(self) -> str | None:
         """The sandbox works here, or a one-line error; the warning an unsandboxed run gives."""
         self.launcher.check()
-        for entry in self.config.sandbox.read_only:
-            path = Path(entry).expanduser()
-            if not (path if path.is_absolute() else self.repo.root / path).exists():
-                raise UsageError(f"ratchet.toml: [sandbox].read_only: {entry!r} does not exist")
+        check_read_only(self.config)
         return self.launcher.warning()
 
     def _knob_files(self, params: Mapping[str, Any], parent: str) -> dict[str, str]:
@@ -195,6 +192,14 @@ class StudyContext:
             by_file.setdefault(knob.path, {})[name] = _like(knob.value, value)
         return {path: catalog.rewrite(path, sources[path], values)
                 for path, values in by_file.items()}
+
+
+def check_read_only(config: TaskConfig) -> None:
+    """Every `[sandbox] read_only` path exists (relative ones in the repository)."""
+    for entry in config.sandbox.read_only:
+        path = Path(entry).expanduser()
+        if not (path if path.is_absolute() else config.root / path).exists():
+            raise UsageError(f"ratchet.toml: [sandbox].read_only: {entry!r} does not exist")
 
 
 def editable_sources(repo: GitRepo, config: TaskConfig, commit: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from ratchet.config import (
     load_config,
     read_toml,
 )
-from ratchet.context import StudyContext, editable_sources
+from ratchet.context import StudyContext, check_read_only, editable_sources
 from ratchet.engine import (
     HEARTBEAT_S,
     STALE_AFTER_S,
@@ -107,6 +107,7 @@ def _create(store: Store, git: GitRepo, name: str, proposer: str | None, seed: i
     base = git.head()
     config = load_config(git.root)  # the file's own mistakes are named first
     catalog.check_space(config, catalog.knobs_in(editable_sources(git, config, base), config))
+    check_read_only(config)
     text = committed_task_file(git, base)
     return store.get_or_create_study(StudyRecord(
         name=name, task=config.name, repo_root=str(git.root), base_commit=base,

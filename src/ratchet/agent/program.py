@@ -49,7 +49,7 @@ def task_facts(config: TaskConfig) -> str:
         f"({'lower' if config.minimize else 'higher'} is better).",
         f"- Editable files: {', '.join(config.editable)}",
         f"- Protected files: {', '.join(config.protected)}",
-        f"- Each experiment runs: {config.command}",
+        f"- Each experiment runs: {' then '.join(filter(None, (config.command, config.evaluate)))}",
     ]
     if config.timeout_s:
         lines.append(f"- Time limit per experiment: {config.timeout_s:g} s (longer is a "

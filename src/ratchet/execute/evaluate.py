@@ -206,6 +206,9 @@ class Evaluator:
             budget_reason = (f"over budget: the command phase ran past its compute budget of "
                              f"{cfg.budget_s * horizon:g}s + {cfg.budget_grace_s:g}s grace "
                              "(wall time; killed)")
+        if cfg.command is None:  # the evaluate phase runs the code
+            return "", ProcessOutcome(returncode=0, timed_out=False, wall_s=0.0, cpu_s=0.0,
+                                      peak_mem_mb=0.0), None
         sandbox = self.sandbox(worktree, sees_hidden=False)
         with _PhaseOutput(log, "command", cfg.command) as phase:
             phase.outcome = runner.run(cfg.command, sandbox, env, max(limit, 0.001), log,

@@ -1,4 +1,4 @@
-"""`ratchet init` and `ratchet space --discover`: finding knobs in a repository."""
+"""`ratchet init` and `ratchet space --discover`: reading a repository into a task file."""
 
 from __future__ import annotations
 
@@ -8,36 +8,91 @@ from pathlib import Path
 from ratchet.config import TASK_FILE, load_config
 from ratchet.errors import ConfigError
 from ratchet.execute.gitrepo import GitRepo
-from ratchet.globs import matches_any
-from ratchet.knobs.source import Knob, find_knobs, space_toml
+from ratchet.knobs import catalog
+from ratchet.knobs.source import Knob, space_toml
+from ratchet.knobs.survey import Survey, survey
 
 
-def _python_files(repo: GitRepo) -> list[str]:
+def _listed_files(repo: GitRepo) -> list[str]:
     listed = repo.git("ls-files", "--cached", "--others", "--exclude-standard", "-z")
-    return sorted(p for p in listed.split("\0") if p.endswith(".py"))
+    return sorted(p for p in listed.split("\0") if p and (repo.root / p).is_file())
+
+
+def read_repository(repo: GitRepo) -> Survey:
+    paths = _listed_files(repo)
+    python = {p: (repo.root / p).read_text(errors="replace") for p in paths if p.endswith(".py")}
+    return survey(python, frozenset(p for p in paths if not p.endswith(".py")))
 
 
 def discover_knobs(repo: GitRepo) -> list[Knob]:
-    """Knobs in the editable files of the task file, or in every Python file without one."""
-    editable: tuple[str, ...] = ("**",)
+    """Knobs as the task file defines them, or as `ratchet init` would without one."""
     if (repo.root / TASK_FILE).is_file():
         with contextlib.suppress(ConfigError):
-            editable = load_config(repo.root).editable
-    knobs: list[Knob] = []
-    for path in _python_files(repo):
-        if matches_any(path, editable):
-            knobs.extend(find_knobs((repo.root / path).read_text(errors="replace"), path))
-    return knobs
+            config = load_config(repo.root)
+            sources = {p: (repo.root / p).read_text(errors="replace")
+                       for p in _listed_files(repo) if catalog.holds_knobs(p, config)}
+            return list(catalog.knobs_in(sources, config).values())
+    return read_repository(repo).knobs
 
 
-def task_file_text(repo: GitRepo) -> str:
-    knobs = discover_knobs(repo)
-    files = sorted({k.path for k in knobs})
-    main = "train.py" if (repo.root / "train.py").is_file() else (files[0] if files else "main.py")
-    editable = files or [main]
-    space = space_toml(knobs) if knobs else "[space]\n# no knobs found yet\n"
-    return TEMPLATE.format(name=Path(repo.root).name, editable=_toml_list(editable),
-                           command=f"python {main}", space=space)
+def task_file_text(repo: GitRepo, found: Survey | None = None) -> str:
+    found = found or read_repository(repo)
+    editable = found.editable or [found.main or "main.py"]
+    metric = found.metric
+    lines = {
+        "name": Path(repo.root).name,
+        "editable": _toml_list(editable),
+        "protected": _toml_list(found.protected),
+        "command": f'command = "{found.command}"' if found.command else
+        "# command = \"python train.py\"   # none needed: the evaluate phase runs the code",
+        "evaluate": f'evaluate = "python {found.evaluate}"' if found.evaluate else
+        '# evaluate = "python evaluate.py"',
+        "metric_name": metric.name if metric else "score",
+        "metric_goal": metric.goal if metric else "minimize",
+        "metric_note": f"  # printed by {metric.where}" if metric else
+        "  # no metric line found in the code: set the name your script prints",
+        "pattern": f"pattern = '{metric.pattern}'" if metric and metric.pattern else
+        "# pattern = '^score:\\s*(?P<value>\\S+)'",
+        "knobs": _knobs_section(found),
+        "agent_header": "[agent]" if found.program else "# [agent]",
+        "program": f'program = "{found.program}"' if found.program else
+        '# program = "program.md"',
+        "other_goal": "maximize" if not metric or metric.goal == "minimize" else "minimize",
+        "space": _space(found),
+    }
+    return TEMPLATE.format(**lines)
+
+
+def summary(found: Survey) -> list[str]:
+    """What init found, a line each, for the person who will review the file."""
+    metric = found.metric
+    return [
+        f"command: {found.command or '(none: the evaluate phase runs the code)'}"
+        + (f"; evaluate: python {found.evaluate}" if found.evaluate else ""),
+        f"metric: {metric.name} ({metric.goal}), printed by {metric.where}" if metric else
+        "metric: none found in the code's print lines: set [metric].name",
+        f"protected (loads data or scores): {', '.join(found.protected) or 'nothing found'}",
+        f"[space]: {len(found.knobs)} knobs" + (
+            f"; left out as budgets or evaluation sizes: "
+            f"{', '.join(k.name for k in found.held_back)}" if found.held_back else ""),
+    ] + ([f"agent program: {found.program}"] if found.program else [])
+
+
+def _knobs_section(found: Survey) -> str:
+    if not found.knob_files:
+        return ("# Files whose settings of any name are knobs (lowercase Python settings, YAML, "
+                "JSON\n# and TOML keys); UPPER_CASE constants in editable Python files always "
+                "are.\n# [knobs]\n# files = [\"config/*.yaml\"]")
+    return ("# Files whose settings of any name are knobs; UPPER_CASE constants in editable "
+            f"Python\n# files always are.\n[knobs]\nfiles = {_toml_list(found.knob_files)}")
+
+
+def _space(found: Survey) -> str:
+    text = space_toml(found.knobs) if found.knobs else "[space]\n# no knobs found yet\n"
+    for knob in found.held_back:
+        text += (f"# {knob.name}: left out ({knob.path}:{knob.line}): a compute budget or "
+                 "evaluation size, not the method\n")
+    return text
 
 
 def _toml_list(items: list[str]) -> str:
@@ -52,14 +107,15 @@ name = "{name}"
 # Files a proposer may change (globs; ** spans folders).
 editable = {editable}
 # Files no proposer may change: hashed before and after every run (ratchet.toml always is).
-protected = []
+# ratchet init protects the files that load data or score results.
+protected = {protected}
 # Protected files the command may not even read (answer keys, validation and holdout data):
 # only the evaluate phase sees them.
 # hidden = ["data/val/**"]
 # What one experiment runs, from the repository root.
-command = "{command}"
+{command}
 # An optional protected second phase; when set, the metric is read only from its output.
-# evaluate = "python evaluate.py"
+{evaluate}
 # A protected process that runs the edited model for evaluate, without the hidden files.
 # predict = "python predict.py"
 timeout = "10m"
@@ -69,10 +125,10 @@ timeout = "10m"
 # env_allow = ["WANDB_API_KEY"]
 
 [metric]
-# Read from the last line of the output that looks like `score: 0.123`.
-name = "score"
-goal = "minimize"   # or "maximize"
-# pattern = '^score:\\s*(?P<value>\\S+)'
+# Read from the last line of the output that looks like `name: 0.123`.
+name = "{metric_name}"{metric_note}
+goal = "{metric_goal}"   # or "{other_goal}"
+{pattern}
 # file = "result.json"        # or read it from a JSON file the evaluation writes
 # secondary = ["memory_gb"]   # more numbers to record, same line format
 
@@ -97,15 +153,17 @@ compute_usd_per_hour = 0.0   # what one evaluation slot costs
 
 # The LLM proposers (agent, hybrid, claude-code, codex, aider). Keys come from the
 # environment (OPENAI_API_KEY, ANTHROPIC_API_KEY or api_key_env), never from this file.
-# [agent]
+{agent_header}
 # model = "anthropic:claude-sonnet-4-5"   # or "openai:gpt-5", or a local server's model
 # base_url = "http://127.0.0.1:8000/v1"   # vLLM, Ollama, llama.cpp, a LiteLLM proxy
-# program = "program.md"                  # your research program (becomes protected)
+{program}  # your research program (becomes protected)
 # context = ["README.md"]                 # read-only files the agent may read
 # context_tokens = 16000                  # hard budget of the agent's opening prompt
 # [agent.prices.my-local-model]           # dollars per million tokens
 # input = 0.0
 # output = 0.0
+
+{knobs}
 
 # Search space of the classical proposers, over knobs found in the editable files.
 {space}"""

@@ -24,6 +24,7 @@ _KNOB_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _ANY_CASE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RATIO_NAME = re.compile(r"FRAC|RATIO|DROPOUT|BETA|MOMENTUM|WARMUP|WARMDOWN|PROB|ALPHA")
 _NOT_SEARCHED = re.compile(r"SEED")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow}
 
@@ -151,27 +152,38 @@ def format_value(value: Any) -> str:
 
 
 def suggest_param(knob: Knob) -> Param | None:
-    """A sensible default search range for a knob, or None where none can be guessed."""
-    name, value = knob.name, knob.value
-    if _NOT_SEARCHED.search(name.upper()):
+    """A default search range near the knob's value (rates within a factor of 4, sizes of 2),
+    or None where none can be guessed."""
+    name, value = knob.name.upper(), knob.value
+    if _NOT_SEARCHED.search(name):
         return None
     if isinstance(value, bool):
-        return Param(name=name, kind="choice", choices=(True, False))
+        return Param(name=knob.name, kind="choice", choices=(True, False))
     if isinstance(value, int):
+        if value < 0:
+            return None
         if value <= 1:
-            return Param(name=name, kind="int", low=0, high=max(4, value + 4))
-        return Param(name=name, kind="int", low=max(1, value // 2), high=value * 2,
+            return Param(name=knob.name, kind="int", low=value, high=4)
+        return Param(name=knob.name, kind="int", low=max(1, value // 2), high=value * 2,
                      log=value >= 16)
     if isinstance(value, float):
-        if _RATIO_NAME.search(name.upper()) and 0.0 <= value <= 1.0:
-            return Param(name=name, kind="float", low=0.0, high=1.0)
+        if _RATIO_NAME.search(name) and 0.0 <= value <= 1.0:
+            return _ratio(knob.name, value)
         if value > 0:
-            return Param(name=name, kind="float", low=_round(value / 10), high=_round(value * 10),
-                         log=True)
+            return Param(name=knob.name, kind="float", low=_round(value / 4),
+                         high=_round(value * 4), log=True)
         if value == 0:
-            return Param(name=name, kind="float", low=0.0, high=1.0)
-        return Param(name=name, kind="float", low=2 * value, high=-2 * value)
+            return Param(name=knob.name, kind="float", low=0.0, high=1.0)
+        return Param(name=knob.name, kind="float", low=2 * value, high=-2 * value)
     return None
+
+
+def _ratio(name: str, value: float) -> Param:
+    """A fraction: near 1 (a momentum of 0.95) the range keeps its distance to 1 in scale."""
+    if value > 0.5:
+        gap = 1.0 - value
+        return Param(name=name, kind="float", low=_round(1.0 - 2 * gap), high=_round(1 - gap / 2))
+    return Param(name=name, kind="float", low=0.0, high=_round(min(1.0, max(0.2, 3 * value))))
 
 
 def _round(value: float) -> float:
@@ -184,10 +196,11 @@ def space_toml(knobs: list[Knob]) -> str:
     for knob in knobs:
         param = suggest_param(knob)
         where = f"# {knob.path}:{knob.line}, now {format_value(knob.value)}"
+        key = knob.name if _BARE_KEY.match(knob.name) else _toml_scalar(knob.name)
         if param is None:
-            lines.append(f"# {knob.name} = ?  {where[2:]} (no range guessed)")
+            lines.append(f"# {key} = ?  {where[2:]} (no range guessed)")
         else:
-            lines.append(f"{knob.name} = {param_toml(param)}  {where}")
+            lines.append(f"{key} = {param_toml(param)}  {where}")
     return "\n".join(lines) + "\n"
 
 

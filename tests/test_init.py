@@ -1,0 +1,122 @@
+"""`ratchet init` reads the repository: what it protects, which metric it picks, which knobs it
+offers an optimizer and which it holds back; on repositories shaped like autoresearch, nanoGPT
+and a small classifier with its own evaluate.py."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import commit_all, git
+
+from ratchet.knobs.source import Knob, suggest_param
+from ratchet.knobs.survey import survey
+from ratchet.study import open_study
+
+AUTORESEARCH = {
+    "prepare.py": (
+        "MAX_SEQ_LEN = 2048\nTIME_BUDGET = 300\nEVAL_TOKENS = 40 * 524288\n"
+        "def evaluate_bpb(model, tokenizer, batch_size):\n    return 1.0\n"
+        "def make_dataloader(tokenizer, B, T, split):\n    return []\n"),
+    "train.py": (
+        "from prepare import MAX_SEQ_LEN, TIME_BUDGET, evaluate_bpb, make_dataloader\n"
+        "DEPTH = 8\nMATRIX_LR = 0.04\nWARMUP_RATIO = 0.0\nH100_BF16_PEAK_FLOPS = 989.5e12\n"
+        "TOTAL_BATCH_SIZE = 2**19\n"
+        "val_bpb = evaluate_bpb(None, None, 1)\n"
+        'print(f"val_bpb:          {val_bpb:.6f}")\n'
+        'print(f"training_seconds: {1.0:.1f}")\n'),
+    "program.md": "# autoresearch\nKeep val_bpb low.\n",
+}
+
+CLASSIFIER = {
+    "model.py": "LEARNING_RATE = 0.3\nMIN_SAMPLES_LEAF = 20\nN_ESTIMATORS = 100\n"
+                "def build():\n    return (LEARNING_RATE, MIN_SAMPLES_LEAF)\n",
+    "evaluate.py": "import model\nfrom data import load\n"
+                   "acc = 0.9\nprint(f'accuracy: {acc:.4f}')\n",
+    "data.py": "def load():\n    return []\n",
+    "tests/test_model.py": "LIMIT = 3\n",
+}
+
+NANOGPT = {
+    "train.py": "import os\nbatch_size = 12\nlearning_rate = 6e-4\nn_layer = 12\n"
+                "eval_iters = 200\ndropout = 0.0\nexec(open('configurator.py').read())\n"
+                "print(f\"step {1}: train loss {2.0:.4f}, val loss {2.1:.4f}\")\n",
+    "configurator.py": "import sys\n",
+    "config/train_shakespeare_char.py": "batch_size = 64\nlearning_rate = 1e-3\n",
+    "model.py": "class GPT:\n    pass\n",
+}
+
+
+def python_files(files: dict[str, str]) -> dict[str, str]:
+    return {p: t for p, t in files.items() if p.endswith(".py")}
+
+
+def others(files: dict[str, str]) -> frozenset[str]:
+    return frozenset(p for p in files if not p.endswith(".py"))
+
+
+def test_autoresearch_prepare_is_protected_and_its_budgets_are_not_knobs() -> None:
+    found = survey(python_files(AUTORESEARCH), others(AUTORESEARCH))
+    assert found.protected == ["prepare.py"] and found.editable == ["train.py"]
+    assert found.main == "train.py" and found.evaluate is None
+    assert (found.metric.name, found.metric.goal) == ("val_bpb", "minimize")
+    names = [k.name for k in found.knobs]
+    assert names == ["DEPTH", "MATRIX_LR", "WARMUP_RATIO", "TOTAL_BATCH_SIZE"]
+    assert {k.name for k in found.held_back} == {"H100_BF16_PEAK_FLOPS"}
+    assert found.program == "program.md"
+
+
+def test_a_classifier_with_its_own_evaluate_script() -> None:
+    found = survey(python_files(CLASSIFIER))
+    assert found.protected == ["data.py", "evaluate.py"]
+    assert found.evaluate == "evaluate.py" and found.editable == ["model.py"]
+    assert (found.metric.name, found.metric.goal) == ("accuracy", "maximize")
+    assert found.command is None  # evaluate.py imports the model and does all the work
+
+
+def test_nanogpt_lowercase_settings_become_knob_files() -> None:
+    found = survey(python_files(NANOGPT))
+    assert found.knob_files == ["config/*.py", "train.py"]
+    names = {k.name: k.path for k in found.knobs}
+    assert names["learning_rate"] == "config/train_shakespeare_char.py"
+    assert names["n_layer"] == "train.py" and "eval_iters" not in names
+    assert (found.metric.name, found.metric.goal) == ("val_loss", "minimize")
+    assert found.metric.pattern == r"val\s+loss\s*[:=]?\s*(?P<value>[-+0-9.eE]+)"
+    assert found.command == "python train.py"
+
+
+@pytest.mark.parametrize("name,value,low,high", [
+    ("LEARNING_RATE", 0.3, 0.075, 1.2), ("learning_rate", 6e-4, 1.5e-4, 2.4e-3),
+    ("MIN_SAMPLES_LEAF", 20, 10, 40), ("DROPOUT", 0.1, 0.0, 0.3), ("BETA2", 0.95, 0.9, 0.975),
+    ("N_LAYERS", 1, 1, 4)])
+def test_ranges_stay_near_the_current_value(name: str, value: float, low: float,
+                                            high: float) -> None:
+    param = suggest_param(Knob(name, value, "x.py", 1))
+    assert param is not None and (param.low, param.high) == pytest.approx((low, high))
+
+
+def test_init_writes_a_task_file_that_runs(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for path, text in CLASSIFIER.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    git(repo, "init", "-q")
+    commit_all(repo)
+    result = subprocess.run([sys.executable, "-m", "ratchet.cli", "init"], cwd=repo,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = (repo / "ratchet.toml").read_text()
+    data = tomllib.loads(text)
+    assert "command" not in data["task"] and data["task"]["evaluate"] == "python evaluate.py"
+    assert data["task"]["protected"] == ["data.py", "evaluate.py"]
+    assert data["metric"] == {"name": "accuracy", "goal": "maximize"}
+    assert data["space"]["LEARNING_RATE"] == {"float": [0.075, 1.2], "log": True}
+    commit_all(repo, "task")
+    run = subprocess.run([sys.executable, "-m", "ratchet.cli", "run", "--proposer", "random",
+                          "--max-experiments", "3", "--plain"], cwd=repo, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    study = open_study(repo, create=False)
+    assert [e.value for e in study.experiments()] == [0.9] * 3  # evaluate.py's line, each run
