@@ -58,7 +58,7 @@ def test_records_round_trip_and_survive_reopening(storage_url: str) -> None:
                                           base_commit="abc", proposer="tpe"))
     with reopened.engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM ratchet_alembic_version"))
-        assert version.scalar() == "0005"
+        assert version.scalar() == "0006"
 
 
 def test_experiment_numbers_come_from_the_database_gap_free(storage_url: str) -> None:

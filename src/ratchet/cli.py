@@ -20,12 +20,19 @@ from ratchet.errors import RatchetError, UsageError
 from ratchet.execute.gitrepo import GitRepo
 from ratchet.knobs.initfile import discover_knobs, read_repository, summary, task_file_text
 from ratchet.knobs.source import space_toml
-from ratchet.proposers import PROPOSERS
+from ratchet.proposers import REGISTRY
 from ratchet.proposers.classical import SAMPLERS
-from ratchet.records import KEEP
+from ratchet.records import BASELINE, KEEP
 from ratchet.reports.export import FORMATS, export
 from ratchet.reports.summary import overview
-from ratchet.reports.view import LOG_HEADERS, LiveReporter, PlainReporter, experiment_cells, fmt
+from ratchet.reports.view import (
+    LOG_HEADERS,
+    LiveReporter,
+    PlainReporter,
+    better_by,
+    experiment_cells,
+    fmt,
+)
 from ratchet.store.database import Store, default_url
 from ratchet.study import Study, open_study
 from ratchet.units import format_duration, parse_duration
@@ -171,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--proposer", help=f"one of: {', '.join(PROPOSERS)} (default: tpe, or the "
+    p.add_argument("--proposer", help=f"one of: {', '.join(REGISTRY)} (default: tpe, or the "
                    "study's own when resuming)")
     p.add_argument("--max-experiments", type=_positive_int, help="stop after N experiments")
     p.add_argument("--max-time", type=_duration, help="stop after this long, e.g. 90m or 2h")
@@ -243,6 +250,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_experiments=args.max_experiments, max_time_s=args.max_time, max_usd=args.max_usd,
         parallel=args.parallel, gpus=gpus, reporter=reporter, executor=args.executor,
         address=args.address))
+    if progress.stop_reason == "the output was closed":
+        print(f"ratchet: output closed (broken pipe): study {study.name} stopped after "
+              f"{progress.experiments} experiments; the running evaluations finished and were "
+              "recorded (`ratchet run` resumes it)", file=sys.stderr)
+        return 1
     _print_summary(study, progress)
     return 0
 
@@ -268,30 +280,54 @@ def _print_summary(study: Study, progress: Progress) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     study = _open(args)
     records = [study.record] if args.study else study.store.studies(str(study.repo.root))
-    table = Table("study", "proposer", "experiments", "kept", "failed", "baseline", "best",
-                  "$ spent", "base")
-    drivers = Table("study", "driver", "host", "pid", "executor", "slots", "running",
+    table = _Rows("study", "proposer", "experiments", "kept", "failed", "baseline", "best",
+                  "better by", "holdout", "$ spent", "base")
+    drivers = _Rows("study", "driver", "host", "pid", "executor", "slots", "running",
                     "heartbeat", title="drivers running now")
     for record in records:
         store, study_id = study.store, record.id or 0
         row = overview(record, store.experiments(study_id), store.best(study_id),
                        store.drivers(study_id, live=True))
-        table.add_row(record.name, record.proposer, str(row["experiments"]), str(row["kept"]),
-                      str(row["failed"]), fmt(row["baseline"]), fmt(row["best"]),
-                      f"{row['spent_usd']:.4f}", record.base_commit[:10])
+        table.add(record.name, record.proposer, str(row["experiments"]), str(row["kept"]),
+                  str(row["failed"]), fmt(row["baseline"]), fmt(row["best"]),
+                  fmt(row["better_by"], signed=True), fmt(row["holdout"]),
+                  f"{row['spent_usd']:.4f}", record.base_commit[:10])
         for d in row["drivers"]:
-            drivers.add_row(record.name, str(d["id"]), d["host"], str(d["pid"]), d["executor"],
-                            str(d["slots"]), " ".join(f"#{n}" for n in d["running"]) or "-",
-                            d["heartbeat_at"] or "-")
-    Console().print(table)
-    if drivers.row_count:
-        Console().print(drivers)
+            drivers.add(record.name, str(d["id"]), d["host"], str(d["pid"]), d["executor"],
+                        str(d["slots"]), " ".join(f"#{n}" for n in d["running"]) or "-",
+                        d["heartbeat_at"] or "-")
+    table.show()
+    if drivers.rows:
+        drivers.show()
     return 0
+
+
+class _Rows:
+    """A table: drawn on a terminal, tab-separated and never cut when piped."""
+
+    def __init__(self, *headers: str, title: str | None = None) -> None:
+        self.headers, self.title = headers, title
+        self.rows: list[tuple[str, ...]] = []
+
+    def add(self, *cells: str) -> None:
+        self.rows.append(cells)
+
+    def show(self) -> None:
+        if not sys.stdout.isatty():
+            if self.title:
+                print(f"# {self.title}")
+            for row in (self.headers, *self.rows):
+                print("\t".join(row))
+            return
+        table = Table(*self.headers, title=self.title)
+        for row in self.rows:
+            table.add_row(*row)
+        Console().print(table)
 
 
 def cmd_log(args: argparse.Namespace) -> int:
     study = _open(args)
-    rows = [experiment_cells(e) for e in study.experiments()]
+    rows = [experiment_cells(e, study.config.minimize) for e in study.experiments()]
     if args.plain or not sys.stdout.isatty():
         print("\t".join(LOG_HEADERS))
         for row in rows:
@@ -312,8 +348,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"description: {e.description}")
     if e.reason:
         print(f"reason: {e.reason}")
-    print(f"{study.config.metric.name}: {fmt(e.value)}  runs: {e.values}  "
-          f"delta: {fmt(e.delta, signed=True)}  holdout: {fmt(e.holdout)}")
+    print(f"{study.config.metric.name}: {fmt(e.value)}  runs: {e.values}  better by: "
+          f"{fmt(better_by(e, study.config.minimize), signed=True)}  holdout: {fmt(e.holdout)}")
     print(f"wall {e.wall_s:.2f}s  cpu {e.cpu_s:.2f}s  peak memory {e.peak_mem_mb:.0f} MB  "
           f"cost ${e.cost_usd:.4f}")
     if e.tokens_in or e.tokens_out:
@@ -327,7 +363,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if e.decision:
         print(f"decision: {explain(e.decision, study.config.metric.name)}")
     if e.commit:
-        print(f"commit: {e.commit} (parent {e.parent_commit})")
+        parent = "" if e.kind == BASELINE else f" (parent {e.parent_commit})"
+        print(f"commit: {e.commit}{parent}")
     print("--- diff ---")
     print(e.diff.rstrip() or "(no change)")
     if e.log_path and Path(e.log_path).exists():
@@ -343,12 +380,14 @@ def cmd_try(args: argparse.Namespace) -> int:
         patch = study.repo.working_tree_diff()
         source = "the working tree's uncommitted edits"
     elif args.patch == "-":
-        patch, source = sys.stdin.read(), "standard input"
+        source = "standard input"
+        patch = _text_patch(sys.stdin.buffer.read(), source)
     else:
         path = Path(args.patch)
         if not path.is_file():
             raise UsageError(f"patch file {args.patch!r} not found")
-        patch, source = path.read_text(), args.patch
+        source = args.patch
+        patch = _text_patch(path.read_bytes(), source)
     if not patch.strip():
         raise UsageError(f"nothing to try: {source} hold no change")
     description = args.message or f"user change ({source})"
@@ -356,17 +395,28 @@ def cmd_try(args: argparse.Namespace) -> int:
         patch, description, r, onto_base=args.onto == "base"))
     print(f"ratchet: experiment {experiment.number}: {experiment.status} "
           f"{study.config.metric.name}={fmt(experiment.value)} "
-          f"delta={fmt(experiment.delta, signed=True)}"
+          f"better by {fmt(better_by(experiment, study.config.minimize), signed=True)}"
           + (f" ({experiment.reason})" if experiment.reason else ""))
     return 0
+
+
+def _text_patch(data: bytes, source: str) -> str:
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:
+        raise UsageError(f"{source} is not a text patch (it holds binary data); give a unified "
+                         "diff, e.g. from `git diff`")
+    return text
 
 
 def cmd_best(args: argparse.Namespace) -> int:
     study = _open(args)
     best = study.publish_best()
     e = best.experiment
-    print(f"best: experiment {e.number}, {study.config.metric.name} {fmt(e.value)} "
-          f"({e.description})")
+    print(f"best: experiment {e.number}, {study.config.metric.name} {fmt(e.value)}, holdout "
+          f"{fmt(e.holdout)} ({e.description})")
     print(f"branch: {best.branch}  (merge it with `git merge {best.branch}`)")
     print(best.diff.rstrip() or "(the baseline is still the best: no change)")
     return 0

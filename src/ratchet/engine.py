@@ -65,6 +65,7 @@ class Progress:
 
     study: str
     budget: Budget
+    minimize: bool = True
     experiments: int = 0
     spent_usd: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -87,12 +88,18 @@ class Progress:
 
 
 class Reporter(Protocol):
+    # A reporter that can no longer show anything (its output was closed) asks the driver to
+    # stop as Ctrl-C does: no new experiments, the running ones finish and are recorded.
+    stop_requested: bool
+
     def update(self, progress: Progress) -> None: ...
     def finished_experiment(self, experiment: Experiment, progress: Progress) -> None: ...
     def message(self, text: str) -> None: ...
 
 
 class SilentReporter:
+    stop_requested = False
+
     def update(self, progress: Progress) -> None:
         pass
 
@@ -130,9 +137,11 @@ class Engine:
         self.built: dict[int, tuple[str, str, str]] = {}  # id -> commit, diff, scope
         self.started: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # id, pgid
         self.wake: Future[None] = Future()  # set when a run starts: its group is recorded now
-        self.progress = Progress(study=context.name, budget=budget)
+        self.progress = Progress(study=context.name, budget=budget,
+                                 minimize=context.config.minimize)
         self.stopping = False
         self.exhausted = False
+        self.holdout_warned = False
         self.limit_reached = False
         self.interrupts = 0
         self.failure: BaseException | None = None
@@ -180,6 +189,9 @@ class Engine:
 
     def _loop(self) -> None:
         while True:
+            if self.reporter.stop_requested and not self.stopping:
+                self.stopping = True
+                self.progress.stop_reason = "the output was closed"
             self._record_started()
             self._check_other_drivers()
             self._fill()
@@ -366,6 +378,11 @@ class Engine:
             result = future.result()
         except PatchRejected as exc:
             result = RunResult(status="void", reason=f"rejected before running: {exc}")
+        if result.holdout_problem and not self.holdout_warned:
+            self.holdout_warned = True  # once per driver: it is the same for every run
+            self.reporter.message(f"experiment {experiment.number}: no holdout value: "
+                                  f"{result.holdout_problem} (holdout command: "
+                                  f"{self.config.holdout_command})")
         built = self.built.pop(experiment.id or 0, None)
         if built is not None:
             experiment.commit, experiment.diff, experiment.scope = built

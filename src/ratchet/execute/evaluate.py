@@ -41,6 +41,10 @@ PREDICT_EXIT_GRACE_S = 2.0
 IMPORTABLE = (*importlib.machinery.all_suffixes(), ".pth")
 
 
+_METRIC_LIKE = re.compile(r"^[ \t]*(?P<name>[A-Za-z_][\w./-]{0,40})[ \t]*[:=][ \t]*"
+                          r"[-+]?(\d|\.\d)[^\n]{0,80}", re.MULTILINE)
+
+
 class MetricError(ValueError):
     """The output holds no usable metric value; the message says why."""
 
@@ -53,6 +57,7 @@ class RunResult:
     value: float | None = None
     secondary: dict[str, float] = field(default_factory=dict)
     holdout: float | None = None
+    holdout_problem: str | None = None  # why there is no holdout value, when one was asked for
     reason: str | None = None
     wall_s: float = 0.0
     cpu_s: float = 0.0
@@ -76,8 +81,23 @@ def parse_metric(output: str, name: str, pattern: str | None = None) -> float:
     """The last value of the metric in `output`; MetricError when it is missing or unusable."""
     matches = list(metric_regex(name, pattern).finditer(output))
     if not matches:
-        raise MetricError(f"no {name!r} value found in the output")
+        seen = metric_like_lines(output)
+        raise MetricError(f"no {name!r} value found in the output (" + (
+            f"metric-like lines seen: {', '.join(seen)})" if seen else
+            "it has no `name: value` lines)"))
     return _finite(matches[-1].group("value"), name)
+
+
+def metric_like_lines(output: str, most: int = 5) -> list[str]:
+    """The last few distinct `name: number` lines of `output`, quoted and cut short."""
+    seen: dict[str, str] = {}
+    for match in _METRIC_LIKE.finditer(output):
+        seen.setdefault(match.group("name"), match.group(0).strip())
+    return [repr(_cut(line, 60)) for line in list(seen.values())[-most:]]
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def read_metric_file(path: Path, name: str) -> float:
@@ -94,11 +114,11 @@ def read_metric_file(path: Path, name: str) -> float:
 
 def _finite(raw: object, name: str) -> float:
     if isinstance(raw, bool):
-        raise MetricError(f"{name} is not a number: {raw!r}")
+        raise MetricError(f"{name} is not a number: {raw!r}")  # JSON's true/false
     try:
         value = float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise MetricError(f"{name} is not a number: {raw!r}") from None
+        raise MetricError(f"{name} is not a number: {_cut(repr(raw), 80)}") from None
     if math.isnan(value):
         raise MetricError(f"{name} is NaN")
     if math.isinf(value):
@@ -315,12 +335,15 @@ class Evaluator:
         output, outcome = self._scoring_phase("holdout", self.config.holdout_command, worktree,
                                               env, deadline, log, runner)
         _account(result, outcome)
-        if self._failure("holdout", outcome, worktree, expected):
+        failure = self._failure("holdout", outcome, worktree, expected)
+        if failure:
+            result.holdout_problem = f"the holdout command failed: {failure[1]}"
             return None
         name = self.config.holdout_metric or self.config.metric.name
         try:
             return parse_metric(output, name)
-        except MetricError:
+        except MetricError as exc:
+            result.holdout_problem = str(exc)
             return None
 
 

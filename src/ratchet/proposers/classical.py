@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -111,9 +112,12 @@ class ClassicalProposer(Proposer):
     def propose(self, context: ProposalContext) -> Proposal | None:
         trial = self.study.ask(self.distributions)  # its number is stored on the experiment
         trial.set_user_attr(OWNER_ATTR, _this_process())
-        changed = {k: v for k, v in trial.params.items() if context.base_values.get(k) != v}
+        # The code gets values at the precision their range needs (the trial keeps Optuna's
+        # own, which differs by less than a ten-thousandth of the range).
+        params = {k: rounded(self.distributions[k], v) for k, v in trial.params.items()}
+        changed = {k: v for k, v in params.items() if context.base_values.get(k) != v}
         summary = ", ".join(f"{k}={_short(v)}" for k, v in changed.items()) or "baseline values"
-        return Proposal(description=f"{self.name}: {summary}", params=dict(trial.params),
+        return Proposal(description=f"{self.name}: {summary}", params=params,
                         trial_number=trial.number)
 
     def observe(self, experiment: Experiment) -> None:
@@ -181,6 +185,19 @@ class ClassicalProposer(Proposer):
         lines += ["Latest trials:"] + [f"- {t.value:.6g}: {_params(t.params)}"
                                        for t in done[-recent:]]
         return "\n".join(lines)
+
+
+def rounded(dist: BaseDistribution, value: Any) -> Any:
+    """A float at 4 significant digits on a log scale, else at 4 decimals of its range's
+    scale; kept inside the range."""
+    if not isinstance(dist, FloatDistribution) or dist.step is not None:
+        return value
+    if dist.log:
+        short = float(f"{value:.4g}")
+    else:
+        digits = max(0, 4 - math.floor(math.log10(dist.high - dist.low)))
+        short = round(value, digits)
+    return min(max(short, dist.low), dist.high)
 
 
 def _fits(params: Mapping[str, Any], distributions: Mapping[str, BaseDistribution]) -> bool:

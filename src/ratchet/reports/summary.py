@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from ratchet.config import read_toml
+from ratchet.errors import RatchetError
 from ratchet.records import (
     BASELINE,
     FAILED,
@@ -24,14 +27,37 @@ def overview(record: StudyRecord, experiments: Sequence[Experiment],
     the live ones."""
     kept = [e for e in experiments if e.status == KEEP]
     best = best or (kept[-1] if kept else None)
+    baseline = next((e.value for e in kept if e.kind == BASELINE), None)
     return {"name": record.name, "method": method_of(record), "task": record.task,
-            "experiments": len(experiments), "kept": len(kept),
+            "experiments": len(experiments),
+            "kept": sum(e.kind != BASELINE for e in kept),  # changes kept, not the baseline
             "failed": sum(e.status in FAILED for e in experiments),
             "running": sum(e.status in UNFINISHED for e in experiments),
-            "baseline": next((e.value for e in kept if e.kind == BASELINE), None),
+            "baseline": baseline,
             "best": best.value if best else None,
+            "goal": goal_of(record),
+            "better_by": _better_by(best, baseline, goal_of(record) == "minimize"),
+            "holdout": best.holdout if best else None,
             "spent_usd": sum(e.cost_usd for e in experiments),
             "drivers": [driver_row(d, experiments) for d in drivers]}
+
+
+def goal_of(record: StudyRecord) -> str:
+    """The study's goal, from the task file it froze (minimize when it has none)."""
+    if not record.config:
+        return "minimize"
+    with contextlib.suppress(RatchetError):
+        goal = read_toml(record.config).get("metric", {}).get("goal")
+        if goal in ("minimize", "maximize"):
+            return str(goal)
+    return "minimize"
+
+
+def _better_by(best: Experiment | None, baseline: float | None, minimize: bool) -> float | None:
+    """How much the best beats the baseline; positive is better, whatever the goal."""
+    if best is None or best.value is None or baseline is None:
+        return None
+    return baseline - best.value if minimize else best.value - baseline
 
 
 def driver_row(driver: Driver, experiments: Sequence[Experiment]) -> dict[str, Any]:

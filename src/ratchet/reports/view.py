@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import TextIO
 
@@ -34,22 +36,33 @@ def fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.6g}" if signed else f"{value:.6g}"
 
 
-def experiment_cells(e: Experiment) -> list[str]:
-    """number, status, metric, delta vs best, duration, description (with the reason if failed)."""
+def better_by(e: Experiment, minimize: bool) -> float | None:
+    """How much better than the best it was judged against: positive is better, whatever the
+    goal (the stored delta is the plain difference of the two values)."""
+    if e.delta is None:
+        return None
+    return -e.delta if minimize else e.delta
+
+
+def experiment_cells(e: Experiment, minimize: bool = True) -> list[str]:
+    """number, status, metric, better by, holdout, duration, scope, description (with the
+    reason if it failed)."""
     description = e.description
     if e.reason and e.status != KEEP and e.status != DISCARD:
         description = f"{description} [{e.reason}]"
     runs = f" ({len(e.values)} runs)" if len(e.values) > 1 else ""
-    return [str(e.number), e.status, fmt(e.value) + runs, fmt(e.delta, signed=True),
-            format_duration(e.wall_s), (e.scope or "-").upper(), description]
+    return [str(e.number), e.status, fmt(e.value) + runs, fmt(better_by(e, minimize), signed=True),
+            fmt(e.holdout), format_duration(e.wall_s), (e.scope or "-").upper(), description]
 
 
-LOG_HEADERS = ["#", "status", "metric", "delta", "time", "space", "description"]
+LOG_HEADERS = ["#", "status", "metric", "better by", "holdout", "time", "space", "description"]
 
 
 def plain_line(e: Experiment, progress: Progress | None = None) -> str:
-    number, status, value, delta, duration, scope, description = experiment_cells(e)
-    line = f"#{number:>4} {status:<8} {value:>14} {delta:>12} {duration:>8} {scope:<7}"
+    minimize = progress.minimize if progress is not None else True
+    number, status, value, better, _, duration, scope, description = \
+        experiment_cells(e, minimize)
+    line = f"#{number:>4} {status:<8} {value:>14} {better:>12} {duration:>8} {scope:<7}"
     if progress is not None and progress.best is not None:
         line += f"  best={fmt(progress.best.value)} ${progress.spent_usd:.4f}"
     return f"{line}  {description}"
@@ -62,7 +75,8 @@ def progress_line(progress: Progress) -> str:
     if progress.best is not None:
         best = f"best {fmt(progress.best.value)} (#{progress.best.number}"
         if progress.baseline is not None:
-            best += f", {fmt(progress.best.value - progress.baseline, signed=True)} vs baseline"
+            gain = progress.best.value - progress.baseline  # type: ignore[operator]
+            best += f", better than the baseline by {fmt(-gain if progress.minimize else gain)}"
         parts.append(best + ")")
     if progress.last is not None:
         parts.append(f"last #{progress.last.number} {progress.last.status} "
@@ -86,15 +100,34 @@ class PlainReporter:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
+        self.stop_requested = False
 
     def update(self, progress: Progress) -> None:
         pass
 
     def finished_experiment(self, experiment: Experiment, progress: Progress) -> None:
-        print(plain_line(experiment, progress), file=self.stream, flush=True)
+        self._print(plain_line(experiment, progress))
 
     def message(self, text: str) -> None:
-        print(f"ratchet: {text}", file=self.stream, flush=True)
+        self._print(f"ratchet: {text}")
+
+    def _print(self, line: str) -> None:
+        if self.stop_requested:
+            return
+        try:
+            print(line, file=self.stream, flush=True)
+        except BrokenPipeError:  # piped into `head`, which has had enough
+            self.stop_requested = True
+            _silence(self.stream)
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a closed pipe's descriptor at /dev/null, so nothing more fails on it (not even
+    the flush at exit)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 class LiveReporter:
@@ -106,6 +139,7 @@ class LiveReporter:
         self.keep = recent
         self.live = Live(console=self.console, refresh_per_second=4, transient=False)
         self.progress: Progress | None = None
+        self.stop_requested = False
 
     def __enter__(self) -> LiveReporter:
         self.live.__enter__()
@@ -127,8 +161,9 @@ class LiveReporter:
 
     def _render(self) -> Group:
         table = Table(*LOG_HEADERS, expand=True, show_edge=False)
+        minimize = self.progress.minimize if self.progress else True
         for e in self.recent:
-            cells = experiment_cells(e)
+            cells = experiment_cells(e, minimize)
             table.add_row(*cells[:1], Text(cells[1], style=STATUS_STYLE.get(e.status, "")),
                           *cells[2:])
         header = Text(progress_line(self.progress) if self.progress else "starting…",

@@ -42,8 +42,24 @@ MIGRATION_LOCK_KEY = 0x72617463  # "ratc": PostgreSQL advisory lock held while m
 SUPPORTED = ("sqlite", "postgresql")
 
 
+REASON_CHARS = 2000
+
+
 class _Base(DeclarativeBase):
     pass
+
+
+class _ShortText(sa.types.TypeDecorator[str]):
+    """Text cut to REASON_CHARS on its way in: a reason quotes output, which code under test
+    controls and could make megabytes long."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is None or len(value) <= REASON_CHARS:
+            return value
+        return value[:REASON_CHARS - 1] + "…"
 
 
 class _StudyRow(_Base):
@@ -98,7 +114,7 @@ class _ExperimentRow(_Base):
     holdout: Mapped[float | None]
     delta: Mapped[float | None]
     decision: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
-    reason: Mapped[str | None] = mapped_column(sa.Text)
+    reason: Mapped[str | None] = mapped_column(_ShortText)
     wall_s: Mapped[float]
     cpu_s: Mapped[float]
     peak_mem_mb: Mapped[float]
@@ -176,8 +192,16 @@ def normalize_url(url: str) -> str:
                          "(use sqlite or postgresql)")
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise UsageError(f"--storage {url!r}: a SQLite store in memory would lose every "
+                             "result when ratchet stops; give a file (sqlite:///path/to.db)")
+        parent = Path(parsed.database).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--storage {url!r}: cannot create {parent}: "
+                             f"{exc.strerror or exc}") from None
     return parsed.render_as_string(hide_password=False)
 
 
@@ -202,6 +226,9 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             self._migrate()
+        except OSError as exc:  # e.g. the lock file beside a SQLite database
+            raise UsageError(f"cannot open storage {make_url(self.url)!r}: "
+                             f"{exc.strerror or exc}") from None
         except SQLAlchemyError as exc:
             reason = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()
             raise UsageError(f"cannot open storage {make_url(self.url)!r}: "
