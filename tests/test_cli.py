@@ -31,9 +31,9 @@ def test_run_log_show_best_export_status(repo: Path) -> None:
     assert run.stdout.count("\n#") >= 11 and "stopped: experiment budget reached (12)" in run.stdout
 
     log = ratchet(repo, "log", "--plain").stdout.splitlines()
-    assert log[0].split("\t") == ["#", "status", "metric", "delta", "time", "space",
-                                   "description"]
-    assert all(row.split("\t")[5] == "IN" for row in log[2:])  # knob values only
+    assert log[0].split("\t") == ["#", "status", "metric", "better by", "holdout", "time",
+                                   "space", "description"]
+    assert all(row.split("\t")[6] == "IN" for row in log[2:])  # knob values only
     assert len(log) == 13 and log[1].startswith("0\tkeep\t3.84 (3 runs)")
 
     show = ratchet(repo, "show", "1").stdout
@@ -79,7 +79,7 @@ def test_try_evaluates_the_uncommitted_edits_and_a_patch_file(repo: Path) -> Non
     assert result.returncode == 0 and "discard" in result.stdout.splitlines()[-1]
     rows = ratchet(repo, "log", "--plain").stdout.splitlines()[1:]
     assert [r.split("\t")[1] for r in rows] == ["keep", "keep", "void", "discard"]
-    assert [r.split("\t")[5] for r in rows] == ["-", "IN", "-", "IN"]
+    assert [r.split("\t")[6] for r in rows] == ["-", "IN", "-", "IN"]
 
 
 def test_init_writes_a_task_file_with_the_knobs_it_found(make_repo: Callable[..., Path]) -> None:

@@ -94,7 +94,7 @@ def _wait_for_status_listing(clone: Path, storage: str, pids: list[int]) -> None
                              env={**os.environ, "COLUMNS": "200"})
         assert out.returncode == 0 or "no study named" in out.stderr, out.stderr
         listed = out.stdout.split("drivers running now")[-1]
-        if "drivers running now" in out.stdout and all(f" {pid} " in listed for pid in pids):
+        if "drivers running now" in out.stdout and all(f"\t{pid}\t" in listed for pid in pids):
             return
         assert time.monotonic() < deadline, out.stdout
         time.sleep(0.2)

@@ -161,5 +161,5 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise UsageError("--executor ray needs Ray: pip install 'ratchet[ray]'") from None
+        raise UsageError("--executor ray needs Ray: pip install 'ratchet-loop[ray]'") from None
     return ray

@@ -139,11 +139,23 @@ def _yaml_value(value: Any, entry: Entry) -> str:
     text = str(value)
     if entry.quote == "'" and text.isprintable():
         return "'" + text.replace("'", "''") + "'"
-    if entry.quote or _yaml_scalar(yaml.ScalarNode("tag:yaml.org,2002:str", text)) != text \
-            or not text.isprintable() or text != text.strip() \
-            or any(c in text for c in ":#{}[],&*!|>'\"%@`-?"):
+    if entry.quote or not _reads_back_plain(text):
         return _yaml_double_quoted(text)
     return text
+
+
+def _reads_back_plain(text: str) -> bool:
+    """Whether `text` written unquoted is read back as the same string, by PyYAML (where
+    `FALSE`, `yes` and `~` are not strings) and by us."""
+    if not text.isprintable() or text != text.strip() \
+            or any(c in text for c in ":#{}[],&*!|>'\"%@`-?"):
+        return False
+    if _yaml_scalar(yaml.ScalarNode("tag:yaml.org,2002:str", text)) != text:
+        return False
+    try:
+        return yaml.safe_load(f"k: {text}") == {"k": text}
+    except yaml.YAMLError:
+        return False
 
 
 def _yaml_double_quoted(text: str) -> str:

@@ -87,7 +87,7 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
             import torch  # noqa: F401
         except ImportError:
             raise UsageError("the gp proposer needs torch and scipy: "
-                             "pip install 'ratchet[gp]'") from None
+                             "pip install 'ratchet-loop[gp]'") from None
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     raise UsageError(f"unknown sampler {name!r} (choose from: {', '.join(SAMPLERS)})")
 
