@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proposer", choices=SAMPLERS, default="tpe")
     p.add_argument("--max-experiments", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=min(2, os.cpu_count() or 1),
+                   help="evaluations at once (default: 2, or 1 on a one-core machine)")
     p.add_argument("--plain", action="store_true")
     p.set_defaults(handler=cmd_demo)
     return parser
@@ -598,8 +601,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"ratchet demo: the {args.example} example is now a git repository at {target}")
     budget = args.max_experiments or examples.DEMO_EXPERIMENTS[args.example]
     study = open_study(target, f"demo-{args.proposer}", proposer=args.proposer, seed=args.seed)
-    progress = _with_reporter(args.plain, lambda r: study.run(max_experiments=budget,
-                                                              reporter=r))
+    progress = _with_reporter(args.plain, lambda r: study.run(
+        max_experiments=budget, parallel=args.parallel, reporter=r))
     _print_summary(study, progress)
     print("\nwhere to look:")
     for command in ("log", "show 0", "best", "export"):

@@ -9,7 +9,7 @@ from ratchet.errors import UsageError
 
 NAMES = ("quadratic", "digits")
 DEMO = "digits"
-DEMO_EXPERIMENTS = {"quadratic": 40, "digits": 30}
+DEMO_EXPERIMENTS = {"quadratic": 40, "digits": 24}
 
 
 def path(name: str) -> Path:
