@@ -12,7 +12,7 @@ below, and never in a circle (tests/test_layers.py reads every import and checks
     7. engine
     8. study
     9. generalize, importer, bench, reports, examples
-    10. mcp_server, cli, __main__, ratchet
+    10. mcp_server, commands, cli, __main__, ratchet
 
 `records` are the typed rows every layer passes around; `execute` runs evaluations (executors,
 sandbox, processes, code states as commits); `store` keeps studies, experiments and drivers;
@@ -20,12 +20,21 @@ sandbox, processes, code states as commits); `store` keeps studies, experiments 
 loop; `study` is the facade the command line and the Python API use.
 """
 
-from ratchet.engine import Budget, Progress
-from ratchet.errors import ConfigError, RatchetError, UsageError
-from ratchet.proposers import Proposal, ProposalContext, Proposer
-from ratchet.records import Experiment, StudyRecord
-from ratchet.study import Study, open_study
+import importlib
+from typing import Any
 
-__all__ = ["Budget", "ConfigError", "Experiment", "Progress", "Proposal", "ProposalContext",
-           "Proposer", "RatchetError", "Study", "StudyRecord", "UsageError", "open_study"]
+# Loaded on first use, so `ratchet --help` does not import the whole package.
+_EXPORTS = {"Budget": "engine", "Progress": "engine", "ConfigError": "errors",
+            "RatchetError": "errors", "UsageError": "errors", "Proposal": "proposers",
+            "ProposalContext": "proposers", "Proposer": "proposers", "Experiment": "records",
+            "StudyRecord": "records", "Study": "study", "open_study": "study"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ratchet' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ratchet.{_EXPORTS[name]}"), name)
+
+
 __version__ = "0.1.0"

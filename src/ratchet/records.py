@@ -22,6 +22,11 @@ BASELINE, PROPOSAL, TRY, IMPORTED_KIND = "baseline", "proposal", "try", "importe
 # Studies whose changes come from outside rather than from a proposer ratchet runs.
 IMPORTED = "import"  # an autoresearch results log brought in by `ratchet import`
 EXTERNAL = "external"  # changes from `ratchet try` or `ratchet mcp`
+# The built-in proposers by name (the registry in ratchet.proposers maps them to factories).
+SAMPLER_NAMES = ("tpe", "cmaes", "gp", "random")
+AGENT_NAMES = ("agent", "hybrid")
+CLI_AGENT_NAMES = ("claude-code", "codex", "aider")
+PROPOSER_NAMES = (*SAMPLER_NAMES, *AGENT_NAMES, *CLI_AGENT_NAMES)
 
 
 @dataclass

@@ -14,12 +14,12 @@ from ratchet.context import StudyContext
 from ratchet.errors import UsageError
 from ratchet.proposers.base import PatchProposer, Proposal, ProposalContext, Proposer
 from ratchet.proposers.classical import SAMPLERS, ClassicalProposer
-from ratchet.records import EXTERNAL, IMPORTED
+from ratchet.records import AGENT_NAMES, CLI_AGENT_NAMES, EXTERNAL, IMPORTED
 
 Factory = Callable[[StudyContext, Mapping[str, Any]], Proposer]
 REGISTRY: dict[str, Factory] = {}
-AGENTS = ("agent", "hybrid")  # the built-in agent: they need a model
-CLI_AGENTS = ("claude-code", "codex", "aider")
+AGENTS = AGENT_NAMES  # the built-in agent: they need a model
+CLI_AGENTS = CLI_AGENT_NAMES
 
 __all__ = ["AGENTS", "CLI_AGENTS", "EXTERNAL", "IMPORTED", "PROPOSERS", "REGISTRY",
            "PatchProposer", "Proposal", "ProposalContext", "Proposer", "create_proposer",

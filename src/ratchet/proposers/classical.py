@@ -28,12 +28,12 @@ from optuna.trial import TrialState
 from ratchet.config import Param, TaskConfig
 from ratchet.errors import UsageError
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
-from ratchet.records import BASELINE, DISCARD, KEEP, Experiment
+from ratchet.records import BASELINE, DISCARD, KEEP, SAMPLER_NAMES, Experiment
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("optuna").setLevel(logging.WARNING)
 
-SAMPLERS = ("tpe", "cmaes", "gp", "random")
+SAMPLERS = SAMPLER_NAMES
 EXPERIMENT_ATTR = "ratchet_experiment"
 # A RUNNING trial with no experiment this old was asked for by a driver that died before
 # recording it; a younger one may be a live driver's, about to be recorded.
