@@ -141,8 +141,14 @@ def frozen_config(store: Store, record: StudyRecord, git: GitRepo) -> TaskConfig
         assert record.id is not None
         base_files = git.list_files(record.base_commit) if git.has_commit(record.base_commit) \
             else []
-        text = git.read_file(record.base_commit, TASK_FILE) if TASK_FILE in base_files else \
-            (git.root / TASK_FILE).read_text(errors="replace")
+        checkout = git.root / TASK_FILE
+        if TASK_FILE in base_files:
+            text = git.read_file(record.base_commit, TASK_FILE)
+        elif checkout.is_file():
+            text = checkout.read_text(errors="replace")
+        else:
+            raise UsageError(f"study {record.name!r} has no recorded task file and {TASK_FILE} "
+                             f"is not in {git.root} (run `ratchet init` to write one)")
         record.config = store.freeze_config(record.id, text)
     return config_from_text(record.config, git.root)
 
