@@ -102,6 +102,15 @@ def test_the_page_follows_a_running_study(make_repo: Callable[..., Path], tmp_pa
                 "document.querySelector(\"#studies tr[data-study='live']\")"
                 ".textContent.includes(' (local) #')")
             page.wait_for_function("document.getElementById('curve').data !== undefined")
+            axis = page.evaluate("document.getElementById('curve').layout.yaxis.title.text")
+            assert axis == "loss (minimize: lower is better)"
+            assert "tick the compare box" in page.text_content("#compare")
+            headers = page.locator("#experiments th").all_text_contents()
+            assert headers[3:7] == ["better by", "holdout", "runs", "time"]
+            # one diverged run among many close ones is left off the chart, and counted
+            clip = page.evaluate("clipped([0.10, 0.11, 0.10, 0.12, 0.10, 0.105, 12.7])")
+            assert clip["outside"] == 1 and clip["range"][1] < 1.0
+            assert page.evaluate("clipped([1, 2, 3, 4, 5, 6])")["outside"] == 0
             points = "document.getElementById('curve').data[0].x.length"
             seen = page.evaluate(points)
             page.screenshot(path=str(shots / "1-running.png"), full_page=True)
@@ -115,12 +124,18 @@ def test_the_page_follows_a_running_study(make_repo: Callable[..., Path], tmp_pa
             assert any(line.startswith("+") and "=" in line for line in added)
             assert "diff of experiment 1" in page.text_content("#diff-title")
             page.screenshot(path=str(shots / "3-diff.png"), full_page=True)
+            # the diff is on screen next to the table, without scrolling
+            box = page.locator("#diff").bounding_box()
+            assert box is not None and box["y"] < 1000
+            page.check("#studies tr[data-study='live'] input[type=checkbox]")
+            page.wait_for_function("document.getElementById('compare').data !== undefined")
+            page.screenshot(path=str(shots / "4-compare.png"), full_page=True)
             browser.close()
     finally:
         server.terminate()
         server.wait(10)
         runner.join(60)
     assert all((shots / name).stat().st_size > 10_000
-               for name in ("1-running.png", "2-new-point.png", "3-diff.png"))
+               for name in ("1-running.png", "2-new-point.png", "3-diff.png", "4-compare.png"))
     if os.environ.get("RATCHET_SCREENSHOTS"):  # keep them where the caller wants them
         shutil.copytree(shots, os.environ["RATCHET_SCREENSHOTS"], dirs_exist_ok=True)

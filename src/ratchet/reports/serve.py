@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ratchet.records import KEEP, UNFINISHED, Experiment, StudyRecord
-from ratchet.reports.summary import overview
+from ratchet.reports.summary import goal_of, overview
 from ratchet.store.database import Store
 
 STUDY = re.compile(r"^/api/studies/([^/]+)$")
@@ -49,8 +49,9 @@ class Dashboard:
         if record is None:
             return None
         experiments = self.store.experiments(record.id or 0)
+        minimize = goal_of(record) == "minimize"
         return {**self._overview(record, experiments),
-                "experiments": [_row(e) for e in experiments],
+                "experiments": [_row(e, minimize) for e in experiments],
                 "curve": _curve(experiments)}
 
     def _overview(self, record: StudyRecord, experiments: list[Experiment]) -> dict[str, Any]:
@@ -63,13 +64,16 @@ class Dashboard:
         found = record and self.store.experiment(record.id or 0, number)
         if not found:
             return None
-        return {**_row(found), "diff": found.diff, "reason": found.reason,
+        return {**_row(found, goal_of(record) == "minimize"), "diff": found.diff,
+                "reason": found.reason,
                 "decision": found.decision, "rationale": found.rationale,
                 "commit": found.commit, "values": found.values}
 
 
-def _row(e: Experiment) -> dict[str, Any]:
+def _row(e: Experiment, minimize: bool = True) -> dict[str, Any]:
+    better = None if e.delta is None else (-e.delta if minimize else e.delta)
     return {"number": e.number, "status": e.status, "value": e.value, "delta": e.delta,
+            "better_by": better, "holdout": e.holdout, "runs": len(e.values),
             "scope": e.scope, "cost_usd": e.cost_usd, "llm_usd": e.llm_usd,
             "description": e.description, "wall_s": e.wall_s}
 

@@ -35,7 +35,7 @@ def overview(record: StudyRecord, experiments: Sequence[Experiment],
             "running": sum(e.status in UNFINISHED for e in experiments),
             "baseline": baseline,
             "best": best.value if best else None,
-            "goal": goal_of(record),
+            "goal": goal_of(record), "metric": metric_of(record),
             "better_by": _better_by(best, baseline, goal_of(record) == "minimize"),
             "holdout": best.holdout if best else None,
             "spent_usd": sum(e.cost_usd for e in experiments),
@@ -44,13 +44,24 @@ def overview(record: StudyRecord, experiments: Sequence[Experiment],
 
 def goal_of(record: StudyRecord) -> str:
     """The study's goal, from the task file it froze (minimize when it has none)."""
+    goal = _metric_section(record).get("goal")
+    return str(goal) if goal in ("minimize", "maximize") else "minimize"
+
+
+def metric_of(record: StudyRecord) -> str:
+    """The study's metric name, from the task file it froze ("metric" when it has none)."""
+    name = _metric_section(record).get("name")
+    return name if isinstance(name, str) and name else "metric"
+
+
+def _metric_section(record: StudyRecord) -> dict[str, Any]:
     if not record.config:
-        return "minimize"
+        return {}
     with contextlib.suppress(RatchetError):
-        goal = read_toml(record.config).get("metric", {}).get("goal")
-        if goal in ("minimize", "maximize"):
-            return str(goal)
-    return "minimize"
+        section = read_toml(record.config).get("metric")
+        if isinstance(section, dict):
+            return section
+    return {}
 
 
 def _better_by(best: Experiment | None, baseline: float | None, minimize: bool) -> float | None:
