@@ -139,7 +139,10 @@ def test_status_piped_is_not_cut_and_counts_kept_changes_without_the_baseline(
     assert "a-rather-long-study-name-for-the-table" in out and "…" not in out
     header, row = out.splitlines()[0], next(ln for ln in out.splitlines() if "rather" in ln)
     cells = dict(zip(header.split("\t"), row.split("\t"), strict=True))
-    assert cells["kept"] == str(len(kept)) and cells["better by"].startswith(("0", "+", "-"))
+    baseline = study.experiments()[0].value
+    best = study.best()
+    assert cells["kept"] == str(len(kept)) and best is not None and baseline is not None
+    assert float(cells["better by"]) == pytest.approx(baseline - best.value, abs=1e-5)
 
 
 def test_show_of_the_baseline_names_no_parent(repo: Path,

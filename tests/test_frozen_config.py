@@ -107,7 +107,7 @@ def test_a_space_error_leaves_no_study_behind(
 
 
 def test_a_study_from_before_freezing_freezes_its_base_commits_file(repo: Path) -> None:
-    study = open_study(repo, "old")
+    open_study(repo, "old")
     store = Store(default_url(repo))
     base_text = (repo / "ratchet.toml").read_text()
     with store.engine.begin() as conn:  # as a study recorded before migration 0006
@@ -119,7 +119,6 @@ def test_a_study_from_before_freezing_freezes_its_base_commits_file(repo: Path) 
     assert reopened.config.metric.goal == "minimize"
     with pytest.raises(UsageError, match="metric.goal"):
         reopened.run(max_experiments=1)
-    assert study.record.base_commit == reopened.record.base_commit
     store.close()
 
 

@@ -73,6 +73,9 @@ def test_a_classifier_with_its_own_evaluate_script() -> None:
     assert found.evaluate == "evaluate.py" and found.editable == ["model.py"]
     assert (found.metric.name, found.metric.goal) == ("accuracy", "maximize")
     assert found.command is None  # evaluate.py imports the model and does all the work
+    # ... so proposed code runs inside the protected phase: init must say so
+    assert found.edited_in_evaluate == ["model.py"]
+    assert survey(python_files(AUTORESEARCH)).edited_in_evaluate == []
 
 
 def test_nanogpt_lowercase_settings_become_knob_files() -> None:
@@ -113,6 +116,8 @@ def test_init_writes_a_task_file_that_runs(tmp_path: Path) -> None:
     assert data["task"]["protected"] == ["data.py", "evaluate.py"]
     assert data["metric"] == {"name": "accuracy", "goal": "maximize"}
     assert data["space"]["LEARNING_RATE"] == {"float": [0.075, 1.2], "log": True}
+    assert "# WARNING: evaluate.py imports model.py, which proposers edit" in text
+    assert "WARNING: evaluate.py imports model.py" in result.stdout
     commit_all(repo, "task")
     run = subprocess.run([sys.executable, "-m", "ratchet.cli", "run", "--proposer", "random",
                           "--max-experiments", "3", "--plain"], cwd=repo, capture_output=True,

@@ -95,6 +95,22 @@ def test_an_unknown_key_is_an_error_and_a_broken_file_has_no_knobs(path: str, te
     assert datafile.entries(text + "\n]]]\n", path) == []
 
 
+def test_shared_duplicated_and_dotted_keys_are_not_knobs_a_rewrite_could_misplace() -> None:
+    text = ("base: &b 3\nmodel:\n  width: *b\n  depth: 4\n  depth: 6\n  a.b: 1\n"
+            "defaults: &d\n  lr: 0.1\n")
+    found = {e.key: e.value for e in datafile.entries(text, "c.yaml")}
+    # the anchor feeds two keys (one span); a key given twice is its last value, as a loader
+    # reads it; a key holding a dot cannot be named by a dotted path
+    assert found == {"model.depth": 6, "defaults.lr": 0.1}
+    out = datafile.rewrite(text, "c.yaml", {"model.depth": 8})
+    assert yaml.safe_load(out)["model"] == {"width": 3, "depth": 8, "a.b": 1}
+    assert "base: &b 3\n" in out and "  depth: 4\n" in out  # only the live value changed
+    doubled = '{"lr": 1, "lr": 2, "a.b": {"c": 3}, "n": {"k": 4}}'
+    assert {e.key: e.value for e in datafile.entries(doubled, "c.json")} == {"lr": 2, "n.k": 4}
+    assert json.loads(datafile.rewrite(doubled, "c.json", {"lr": 5}))["lr"] == 5
+    assert [e.key for e in datafile.entries('"a.b" = 1\nc = 2\n', "c.toml")] == ["c"]
+
+
 @given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e30, max_value=1e30))
 def test_a_float_written_reads_back_as_the_same_float(value: float) -> None:
     for path, text, key in (("c.yaml", HYDRA_YAML, "optimizer.lr"),

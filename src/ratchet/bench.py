@@ -15,9 +15,8 @@ from pathlib import Path
 
 from ratchet.engine import Progress, Reporter
 from ratchet.errors import UsageError
-from ratchet.proposers import AGENTS, CLI_AGENTS, EXTERNAL, IMPORTED, PROPOSERS
-from ratchet.proposers.classical import SAMPLERS
-from ratchet.records import StudyRecord
+from ratchet.proposers import EXTERNAL, IMPORTED, PROPOSERS
+from ratchet.records import AGENT_NAMES, CLI_AGENT_NAMES, SAMPLER_NAMES, StudyRecord
 from ratchet.store.database import Store
 from ratchet.study import Study, open_study
 
@@ -43,9 +42,10 @@ def parse_methods(text: str) -> list[Method]:
             continue
         proposer, _, model = item.partition(":")
         if proposer not in PROPOSERS or proposer in (EXTERNAL, IMPORTED):
-            raise UsageError(f"--methods: unknown method {proposer!r} (use {', '.join(SAMPLERS)}, "
-                             f"agent:MODEL, hybrid:MODEL, {', '.join(CLI_AGENTS)})")
-        if proposer in AGENTS and not model:
+            raise UsageError(f"--methods: unknown method {proposer!r} (use "
+                             f"{', '.join(SAMPLER_NAMES)}, agent:MODEL, hybrid:MODEL, "
+                             f"{', '.join(CLI_AGENT_NAMES)})")
+        if proposer in AGENT_NAMES and not model:
             raise UsageError(f"--methods: {proposer} needs a model, e.g. {proposer}:openai:gpt-5")
         methods.append(Method(proposer, model or None))
     if not methods:
@@ -83,7 +83,7 @@ def run_bench(repo: str | Path, plan: BenchPlan, storage: str | None = None,
                                    "model": method.model, "base_url": plan.base_url,
                                    "bench": plan.name, "method": method.label})
             if plan.max_usd is not None and study.config.compute_usd_per_hour <= 0 \
-                    and method.proposer in SAMPLERS:
+                    and method.proposer in SAMPLER_NAMES:
                 raise UsageError("--budget-usd needs [cost].compute_usd_per_hour > 0 in "
                                  "ratchet.toml, or classical studies would never spend it")
             announce(f"{study.name}: {method.label}, seed {seed}")

@@ -26,12 +26,11 @@ from ratchet.knobs.initfile import discover_knobs, read_repository, summary, tas
 from ratchet.knobs.source import space_toml
 from ratchet.records import BASELINE, KEEP
 from ratchet.reports.export import export
-from ratchet.reports.summary import overview
+from ratchet.reports.summary import better_by, overview
 from ratchet.reports.view import (
     LOG_HEADERS,
     LiveReporter,
     PlainReporter,
-    better_by,
     experiment_cells,
     fmt,
 )

@@ -17,7 +17,6 @@ from ratchet.config import (
     TaskConfig,
     changed_keys,
     config_from_text,
-    load_config,
     read_toml,
 )
 from ratchet.context import StudyContext, check_read_only, editable_sources
@@ -102,36 +101,41 @@ def _next_name(store: Store, proposer: str | None) -> str:
 
 def _create(store: Store, git: GitRepo, name: str, proposer: str | None, seed: int | None,
             settings: dict[str, Any]) -> StudyRecord:
-    """A new study on the current commit, with that commit's task file frozen into it."""
+    """A new study on the current commit, with that commit's task file frozen into it: its
+    rules are the committed ones, never an edit lying around in the checkout."""
     _check_study_name(name)
     base = git.head()
-    config = load_config(git.root)  # the file's own mistakes are named first
+    working = _checkout_task_file(git)
+    if working is None:
+        raise UsageError(f"{TASK_FILE}: not found in {git.root} (run `ratchet init` to write "
+                         "one)")
+    config = config_from_text(working, git.root)  # the file's own mistakes are named first
     catalog.check_space(config, catalog.knobs_in(editable_sources(git, config, base), config))
     check_read_only(config)
-    text = committed_task_file(git, base)
+    if not git.has_file(base, TASK_FILE):
+        raise UsageError(f"{TASK_FILE} is not committed: a study runs by the committed task "
+                         f"file (git add {TASK_FILE} && git commit)")
+    text = git.read_file(base, TASK_FILE)
+    changed = task_file_changes(text, working)
+    if changed:
+        raise UsageError(f"{TASK_FILE} has uncommitted changes ({changed}): commit them first; "
+                         "a study runs by the committed task file")
     return store.get_or_create_study(StudyRecord(
         name=name, task=config.name, repo_root=str(git.root), base_commit=base,
         proposer=proposer or "tpe", seed=seed, rule=config.decision.rule, settings=settings,
         config=text))
 
 
-def committed_task_file(git: GitRepo, commit: str) -> str:
-    """The task file of `commit`, which must be the one in the working tree too: a study's
-    rules are the committed ones, never an edit lying around in the checkout."""
+def task_file_changes(reference: str, other: str) -> str | None:
+    """The keys in which two task files differ, for a message (comments and layout are no
+    difference); None when they agree."""
+    changed = changed_keys(read_toml(reference), read_toml(other))
+    return ", ".join(changed[:6]) + (", …" if len(changed) > 6 else "") if changed else None
+
+
+def _checkout_task_file(git: GitRepo) -> str | None:
     path = git.root / TASK_FILE
-    if not path.is_file():
-        raise UsageError(f"{TASK_FILE}: not found in {git.root} (run `ratchet init` to write "
-                         "one)")
-    working = path.read_text(errors="replace")
-    if TASK_FILE not in git.list_files(commit):
-        raise UsageError(f"{TASK_FILE} is not committed: a study runs by the committed task "
-                         f"file (git add {TASK_FILE} && git commit)")
-    text = git.read_file(commit, TASK_FILE)
-    changed = changed_keys(read_toml(text), read_toml(working))
-    if changed:
-        raise UsageError(f"{TASK_FILE} has uncommitted changes ({', '.join(changed[:6])}): "
-                         "commit them first; a study runs by the committed task file")
-    return text
+    return path.read_text(errors="replace") if path.is_file() else None
 
 
 def frozen_config(store: Store, record: StudyRecord, git: GitRepo) -> TaskConfig:
@@ -139,14 +143,11 @@ def frozen_config(store: Store, record: StudyRecord, git: GitRepo) -> TaskConfig
     freezes its base commit's (or, lacking one, the checkout's) now."""
     if record.config is None:
         assert record.id is not None
-        base_files = git.list_files(record.base_commit) if git.has_commit(record.base_commit) \
-            else []
-        checkout = git.root / TASK_FILE
-        if TASK_FILE in base_files:
-            text = git.read_file(record.base_commit, TASK_FILE)
-        elif checkout.is_file():
-            text = checkout.read_text(errors="replace")
-        else:
+        in_base = git.has_commit(record.base_commit) and \
+            git.has_file(record.base_commit, TASK_FILE)
+        text = git.read_file(record.base_commit, TASK_FILE) if in_base else \
+            _checkout_task_file(git)
+        if text is None:
             raise UsageError(f"study {record.name!r} has no recorded task file and {TASK_FILE} "
                              f"is not in {git.root} (run `ratchet init` to write one)")
         record.config = store.freeze_config(record.id, text)
@@ -246,15 +247,14 @@ class Study:
 
     def check_task_file(self) -> None:
         """Refuse to go on when the checkout's task file is not the one the study froze."""
-        path = self.repo.root / TASK_FILE
-        if not path.is_file() or self.record.config is None:
+        working = _checkout_task_file(self.repo)
+        if working is None or self.record.config is None:
             return
-        changed = changed_keys(read_toml(self.record.config),
-                               read_toml(path.read_text(errors="replace")))
+        changed = task_file_changes(self.record.config, working)
         if changed:
             raise UsageError(
                 f"{TASK_FILE} differs from the one study {self.name!r} started with "
-                f"({', '.join(changed[:6])}): a study's rules are fixed; restore the file, or "
+                f"({changed}): a study's rules are fixed; restore the file, or "
                 "commit it and start a new study with --study NEW_NAME")
 
     def try_patch(self, patch: str, description: str = "user patch",

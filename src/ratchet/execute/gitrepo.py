@@ -72,6 +72,9 @@ class GitRepo:
     def read_file(self, commit: str, path: str) -> str:
         return self.git("show", f"{commit}:{path}")
 
+    def has_file(self, commit: str, path: str) -> bool:
+        return bool(self.git("ls-tree", "--name-only", commit, "--", path).strip())
+
     def list_files(self, commit: str) -> list[str]:
         return self.git("ls-tree", "-r", "--name-only", "-z", commit).split("\0")[:-1]
 

@@ -43,15 +43,21 @@ def is_data_file(path: str) -> bool:
 
 
 def entries(text: str, path: str) -> list[Entry]:
-    """The knob-like scalars of a data file; none when it does not parse."""
+    """The knob-like scalars of a data file; none when it does not parse. A key given twice
+    counts once, as its last value (what a loader reads); a key with a dot in it cannot be
+    named by a dotted path and is no knob."""
     try:
         if path.endswith(".json"):
-            return list(_json_entries(text))
-        if path.endswith(".toml"):
-            return list(_toml_entries(tomlkit.parse(text), "", text))
-        return list(_yaml_entries(yaml.compose(text), ""))
+            found = list(_json_entries(text))
+        elif path.endswith(".toml"):
+            found = list(_toml_entries(tomlkit.parse(text), "", text))
+        else:
+            root = yaml.compose(text)
+            found = list(_yaml_entries(root, "", _shared_nodes(root)))
     except (ValueError, yaml.YAMLError, tomlkit.exceptions.TOMLKitError):
         return []
+    last = {e.key: e for e in found}
+    return [e for e in found if last[e.key] is e]
 
 
 def rewrite(text: str, path: str, values: Mapping[str, Any]) -> str:
@@ -95,15 +101,38 @@ def _blank(data: Any, keys: frozenset[str], prefix: str) -> Any:
 # YAML
 
 
-def _yaml_entries(node: yaml.Node | None, prefix: str) -> Iterator[Entry]:
+def _shared_nodes(root: yaml.Node | None) -> set[int]:
+    """Nodes reached twice (an anchor and its aliases): one text span feeds several keys, so
+    rewriting it for one key would change the others too."""
+    seen: set[int] = set()
+    shared: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        if id(node) in seen:
+            shared.add(id(node))
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack += [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+    return shared
+
+
+def _yaml_entries(node: yaml.Node | None, prefix: str, shared: set[int]) -> Iterator[Entry]:
     if not isinstance(node, yaml.MappingNode):
         return
     for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode):
+        if not isinstance(key_node, yaml.ScalarNode) or "." in key_node.value:
             continue
         key = f"{prefix}{key_node.value}"
+        if id(value_node) in shared:
+            continue
         if isinstance(value_node, yaml.MappingNode):
-            yield from _yaml_entries(value_node, f"{key}.")
+            yield from _yaml_entries(value_node, f"{key}.", shared)
         elif isinstance(value_node, yaml.ScalarNode):
             value = _yaml_scalar(value_node)
             if value is not None:
@@ -206,7 +235,9 @@ class _JsonScanner:
             self.skip_space()
             self.at += 1  # :
             self.skip_space()
-            yield from self.value(f"{prefix}{key}")
+            found = list(self.value(f"{prefix}{key}"))  # walks past the value either way
+            if "." not in key:
+                yield from found
             self.skip_space()
             if self.peek() == ",":
                 self.at += 1
@@ -263,6 +294,8 @@ def _json_value(value: Any) -> str:
 
 def _toml_entries(table: Any, prefix: str, text: str) -> Iterator[Entry]:
     for key, value in table.items():
+        if "." in key:
+            continue
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             yield from _toml_entries(value, f"{name}.", text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import textwrap
 from pathlib import Path
 
 from ratchet.config import TASK_FILE, load_config
@@ -45,8 +46,11 @@ def task_file_text(repo: GitRepo, found: Survey | None = None) -> str:
         "protected": _toml_list(found.protected),
         "command": f'command = "{found.command}"' if found.command else
         "# command = \"python train.py\"   # none needed: the evaluate phase runs the code",
-        "evaluate": f'evaluate = "python {found.evaluate}"' if found.evaluate else
-        '# evaluate = "python evaluate.py"',
+        "evaluate": (textwrap.fill(_edited_warning(found), 98, initial_indent="# WARNING: ",
+                                   subsequent_indent="# ") + "\n"
+                     if found.edited_in_evaluate else "")
+        + (f'evaluate = "python {found.evaluate}"' if found.evaluate else
+           '# evaluate = "python evaluate.py"'),
         "metric_name": metric.name if metric else "score",
         "metric_goal": metric.goal if metric else "minimize",
         "metric_note": f"  # printed by {metric.where}" if metric else
@@ -75,7 +79,14 @@ def summary(found: Survey) -> list[str]:
         f"[space]: {len(found.knobs)} knobs" + (
             f"; left out as budgets or evaluation sizes: "
             f"{', '.join(k.name for k in found.held_back)}" if found.held_back else ""),
-    ] + ([f"agent program: {found.program}"] if found.program else [])
+    ] + ([f"agent program: {found.program}"] if found.program else []) \
+        + ([f"WARNING: {_edited_warning(found)}"] if found.edited_in_evaluate else [])
+
+
+def _edited_warning(found: Survey) -> str:
+    return (f"{found.evaluate} imports {', '.join(found.edited_in_evaluate)}, which proposers "
+            "edit: that code runs inside the protected phase and could print a metric line of "
+            "its own; move the model's run into [task].predict (see the README)")
 
 
 def _knobs_section(found: Survey) -> str:

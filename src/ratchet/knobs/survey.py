@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from ratchet.globs import matches_any
 from ratchet.knobs.source import Knob, find_knobs
 
 # Files by their name: these load data or score results.
@@ -54,6 +55,7 @@ class Survey:
     command: str | None
     metric: Metric | None
     knob_files: list[str] = field(default_factory=list)
+    edited_in_evaluate: list[str] = field(default_factory=list)
     knobs: list[Knob] = field(default_factory=list)
     held_back: list[Knob] = field(default_factory=list)
     program: str | None = None
@@ -67,31 +69,42 @@ def survey(files: Mapping[str, str], others: frozenset[str] = frozenset()) -> Su
     evaluate = next((p for p in sorted(scoring) if _prints_metric(files[p])
                      and PurePosixPath(p).stem.startswith("eval")), None)
     knob_files = _knob_files(files, main, others)
-    knobs = [k for path in sorted(set(editable) | _expand(knob_files, files))
-             for k in find_knobs(files[path], path, any_case=_matches(path, knob_files))]
+    knobs = [k for path in sorted(set(editable) | {p for p in files if matches_any(p, knob_files)})
+             for k in find_knobs(files[path], path, any_case=matches_any(path, knob_files))]
     owned = {}
     for knob in knobs:  # as ratchet reads them: the first file in path order owns a name
         owned.setdefault(knob.name, knob)
+    edited_in_evaluate = _edited_in_evaluate(files, evaluate, editable)
     # The task file names knob files by glob, and [knobs] files must be editable.
-    editable = sorted(set(knob_files) | {p for p in editable if not _matches(p, knob_files)})
+    editable = sorted(set(knob_files) | {p for p in editable if not matches_any(p, knob_files)})
     return Survey(
         main=main, editable=editable, protected=sorted(scoring), evaluate=evaluate,
-        command=_command(files, main, evaluate), metric=_metric(files, evaluate or main),
+        command=_command(files, main, edited_in_evaluate),
+        metric=_metric(files, evaluate or main), edited_in_evaluate=edited_in_evaluate,
         knob_files=knob_files,
         knobs=[k for k in owned.values() if not _HELD_BACK.search(k.name)],
         held_back=[k for k in owned.values() if _HELD_BACK.search(k.name)],
         program="program.md" if "program.md" in others else None)
 
 
-def _command(files: Mapping[str, str], main: str | None, evaluate: str | None) -> str | None:
+def _command(files: Mapping[str, str], main: str | None,
+             edited_in_evaluate: list[str]) -> str | None:
     """The training command; none when the evaluate script imports the code and runs it."""
     if main is None:
         return None
-    imported = {m for m, _ in _imports(files[evaluate])} | _plain_imports(files[evaluate]) \
-        if evaluate else set()
-    if PurePosixPath(main).stem in imported and not _prints_metric(files[main]):
+    if main in edited_in_evaluate and not _prints_metric(files[main]):
         return None
     return f"python {main}"
+
+
+def _edited_in_evaluate(files: Mapping[str, str], evaluate: str | None,
+                        editable: list[str]) -> list[str]:
+    """The editable modules the evaluate script imports: proposed code that would run inside
+    the protected phase, where it could print a metric line of its own."""
+    if evaluate is None:
+        return []
+    modules = {PurePosixPath(p).with_suffix("").as_posix().replace("/", "."): p for p in editable}
+    return sorted({modules[m] for m, _ in _imports(files[evaluate]) if m in modules})
 
 
 def _knob_files(files: Mapping[str, str], main: str | None,
@@ -110,15 +123,6 @@ def _knob_files(files: Mapping[str, str], main: str | None,
     return sorted(globs)
 
 
-def _expand(globs: list[str], files: Mapping[str, str]) -> set[str]:
-    return {p for p in files if _matches(p, globs)}
-
-
-def _matches(path: str, globs: list[str]) -> bool:
-    return any(PurePosixPath(path).match(g) and len(PurePosixPath(path).parts) ==
-               len(PurePosixPath(g).parts) for g in globs)
-
-
 def _scoring_files(files: Mapping[str, str]) -> set[str]:
     """Files named for data or scoring, and local modules scripts import scoring names from."""
     scoring = {p for p in files if _SCORING_FILE.match(PurePosixPath(p).stem)}
@@ -131,22 +135,19 @@ def _scoring_files(files: Mapping[str, str]) -> set[str]:
     return scoring
 
 
-def _plain_imports(text: str) -> set[str]:
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        return set()
-    return {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-            for a in node.names}
-
-
 def _imports(text: str) -> list[tuple[str, list[str]]]:
+    """The absolute imports of a module: (module, names imported from it; none for `import m`)."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
         return []
-    return [(node.module, [a.name for a in node.names]) for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level]
+    found: list[tuple[str, list[str]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names]
+    return found
 
 
 def _main_script(files: Mapping[str, str], scoring: set[str]) -> str | None:

@@ -13,15 +13,13 @@ from typing import Any
 from ratchet.context import StudyContext
 from ratchet.errors import UsageError
 from ratchet.proposers.base import PatchProposer, Proposal, ProposalContext, Proposer
-from ratchet.proposers.classical import SAMPLERS, ClassicalProposer
-from ratchet.records import AGENT_NAMES, CLI_AGENT_NAMES, EXTERNAL, IMPORTED
+from ratchet.proposers.classical import ClassicalProposer
+from ratchet.records import CLI_AGENT_NAMES, EXTERNAL, IMPORTED, SAMPLER_NAMES
 
 Factory = Callable[[StudyContext, Mapping[str, Any]], Proposer]
 REGISTRY: dict[str, Factory] = {}
-AGENTS = AGENT_NAMES  # the built-in agent: they need a model
-CLI_AGENTS = CLI_AGENT_NAMES
 
-__all__ = ["AGENTS", "CLI_AGENTS", "EXTERNAL", "IMPORTED", "PROPOSERS", "REGISTRY",
+__all__ = ["EXTERNAL", "IMPORTED", "PROPOSERS", "REGISTRY",
            "PatchProposer", "Proposal", "ProposalContext", "Proposer", "create_proposer",
            "register"]
 
@@ -85,11 +83,11 @@ def _cli_agent(name: str) -> Factory:
     return make
 
 
-for _sampler in SAMPLERS:
+for _sampler in SAMPLER_NAMES:
     register(_sampler, _classical(_sampler))
 register("agent", _agent)
 register("hybrid", _hybrid)
-for _cli in CLI_AGENTS:
+for _cli in CLI_AGENT_NAMES:
     register(_cli, _cli_agent(_cli))
 
 PROPOSERS = (*REGISTRY, EXTERNAL)

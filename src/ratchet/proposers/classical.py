@@ -33,7 +33,6 @@ from ratchet.records import BASELINE, DISCARD, KEEP, SAMPLER_NAMES, Experiment
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("optuna").setLevel(logging.WARNING)
 
-SAMPLERS = SAMPLER_NAMES
 EXPERIMENT_ATTR = "ratchet_experiment"
 # A RUNNING trial with no experiment this old was asked for by a driver that died before
 # recording it; a younger one may be a live driver's, about to be recorded.
@@ -89,7 +88,7 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
             raise UsageError("the gp proposer needs torch and scipy: "
                              "pip install 'ratchet-loop[gp]'") from None
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
-    raise UsageError(f"unknown sampler {name!r} (choose from: {', '.join(SAMPLERS)})")
+    raise UsageError(f"unknown sampler {name!r} (choose from: {', '.join(SAMPLER_NAMES)})")
 
 
 class ClassicalProposer(Proposer):

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ratchet.records import KEEP, UNFINISHED, Experiment, StudyRecord
-from ratchet.reports.summary import goal_of, overview
+from ratchet.reports.summary import better_by, goal_of, overview
 from ratchet.store.database import Store
 
 STUDY = re.compile(r"^/api/studies/([^/]+)$")
@@ -49,9 +49,9 @@ class Dashboard:
         if record is None:
             return None
         experiments = self.store.experiments(record.id or 0)
-        minimize = goal_of(record) == "minimize"
-        return {**self._overview(record, experiments),
-                "experiments": [_row(e, minimize) for e in experiments],
+        summary = self._overview(record, experiments)
+        minimize = summary["goal"] == "minimize"
+        return {**summary, "experiments": [_row(e, minimize) for e in experiments],
                 "curve": _curve(experiments)}
 
     def _overview(self, record: StudyRecord, experiments: list[Experiment]) -> dict[str, Any]:
@@ -70,10 +70,9 @@ class Dashboard:
                 "commit": found.commit, "values": found.values}
 
 
-def _row(e: Experiment, minimize: bool = True) -> dict[str, Any]:
-    better = None if e.delta is None else (-e.delta if minimize else e.delta)
+def _row(e: Experiment, minimize: bool) -> dict[str, Any]:
     return {"number": e.number, "status": e.status, "value": e.value, "delta": e.delta,
-            "better_by": better, "holdout": e.holdout, "runs": len(e.values),
+            "better_by": better_by(e, minimize), "holdout": e.holdout, "runs": len(e.values),
             "scope": e.scope, "cost_usd": e.cost_usd, "llm_usd": e.llm_usd,
             "description": e.description, "wall_s": e.wall_s}
 

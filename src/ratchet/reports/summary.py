@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ratchet.config import read_toml
+from ratchet.decide import gain
 from ratchet.errors import RatchetError
 from ratchet.records import (
     BASELINE,
@@ -28,6 +29,10 @@ def overview(record: StudyRecord, experiments: Sequence[Experiment],
     kept = [e for e in experiments if e.status == KEEP]
     best = best or (kept[-1] if kept else None)
     baseline = next((e.value for e in kept if e.kind == BASELINE), None)
+    metric = _metric_section(record)
+    goal = metric.get("goal") if metric.get("goal") in ("minimize", "maximize") else "minimize"
+    beats = None if best is None or best.value is None or baseline is None else \
+        gain(best.value, baseline, goal == "minimize")
     return {"name": record.name, "method": method_of(record), "task": record.task,
             "experiments": len(experiments),
             "kept": sum(e.kind != BASELINE for e in kept),  # changes kept, not the baseline
@@ -35,11 +40,16 @@ def overview(record: StudyRecord, experiments: Sequence[Experiment],
             "running": sum(e.status in UNFINISHED for e in experiments),
             "baseline": baseline,
             "best": best.value if best else None,
-            "goal": goal_of(record), "metric": metric_of(record),
-            "better_by": _better_by(best, baseline, goal_of(record) == "minimize"),
+            "goal": goal, "metric": metric.get("name") or "metric", "better_by": beats,
             "holdout": best.holdout if best else None,
             "spent_usd": sum(e.cost_usd for e in experiments),
             "drivers": [driver_row(d, experiments) for d in drivers]}
+
+
+def better_by(e: Experiment, minimize: bool) -> float | None:
+    """How much better than the best it was judged against: positive is better, whatever the
+    goal (the stored delta is the plain difference of the two values)."""
+    return None if e.delta is None else gain(e.delta, 0.0, minimize)
 
 
 def goal_of(record: StudyRecord) -> str:
@@ -48,13 +58,8 @@ def goal_of(record: StudyRecord) -> str:
     return str(goal) if goal in ("minimize", "maximize") else "minimize"
 
 
-def metric_of(record: StudyRecord) -> str:
-    """The study's metric name, from the task file it froze ("metric" when it has none)."""
-    name = _metric_section(record).get("name")
-    return name if isinstance(name, str) and name else "metric"
-
-
 def _metric_section(record: StudyRecord) -> dict[str, Any]:
+    """The `[metric]` table of the task file the study froze; empty when it has none."""
     if not record.config:
         return {}
     with contextlib.suppress(RatchetError):
@@ -62,13 +67,6 @@ def _metric_section(record: StudyRecord) -> dict[str, Any]:
         if isinstance(section, dict):
             return section
     return {}
-
-
-def _better_by(best: Experiment | None, baseline: float | None, minimize: bool) -> float | None:
-    """How much the best beats the baseline; positive is better, whatever the goal."""
-    if best is None or best.value is None or baseline is None:
-        return None
-    return baseline - best.value if minimize else best.value - baseline
 
 
 def driver_row(driver: Driver, experiments: Sequence[Experiment]) -> dict[str, Any]:

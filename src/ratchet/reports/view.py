@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ratchet.decide import gain
 from ratchet.engine import Progress
 from ratchet.records import (
     CRASH,
@@ -24,6 +25,7 @@ from ratchet.records import (
     WAITING,
     Experiment,
 )
+from ratchet.reports.summary import better_by
 from ratchet.units import format_duration
 
 STATUS_STYLE = {KEEP: "bold green", DISCARD: "yellow", CRASH: "red", TIMEOUT: "red",
@@ -34,14 +36,6 @@ def fmt(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "-"
     return f"{value:+.6g}" if signed else f"{value:.6g}"
-
-
-def better_by(e: Experiment, minimize: bool) -> float | None:
-    """How much better than the best it was judged against: positive is better, whatever the
-    goal (the stored delta is the plain difference of the two values)."""
-    if e.delta is None:
-        return None
-    return -e.delta if minimize else e.delta
 
 
 def experiment_cells(e: Experiment, minimize: bool = True) -> list[str]:
@@ -75,8 +69,9 @@ def progress_line(progress: Progress) -> str:
     if progress.best is not None:
         best = f"best {fmt(progress.best.value)} (#{progress.best.number}"
         if progress.baseline is not None:
-            gain = progress.best.value - progress.baseline  # type: ignore[operator]
-            best += f", better than the baseline by {fmt(-gain if progress.minimize else gain)}"
+            beats = gain(progress.best.value, progress.baseline,  # type: ignore[arg-type]
+                         progress.minimize)
+            best += f", better than the baseline by {fmt(beats)}"
         parts.append(best + ")")
     if progress.last is not None:
         parts.append(f"last #{progress.last.number} {progress.last.status} "

@@ -144,7 +144,7 @@ class _GeneralizationRow(_Base):
     run: Mapped[int]
     status: Mapped[str] = mapped_column(sa.String(20))
     value: Mapped[float | None]
-    reason: Mapped[str | None] = mapped_column(sa.Text)
+    reason: Mapped[str | None] = mapped_column(_ShortText)
     wall_s: Mapped[float]
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
