@@ -8,7 +8,9 @@ start to the first driver's stop), each run's overlap with that window counted a
 its wall time that was the sleep, divided by N workers times the window. 1.0 = no overhead.
 
 Goal: efficiency >= 0.85 at 16 workers, for each of the three. A shared machine is noisy, so
-each configuration runs `--repeat` times; the table shows the median and every run's figure.
+each configuration runs `--repeat` times; the table shows the median and every run's figure,
+and how busy the machine's CPUs were meanwhile (a figure taken at 100 % busy measures the
+machine, not ratchet: N drivers need N processes' worth of CPU between their evaluations).
 
     python benchmarks/scale.py [--workers 1,2,4,8,16] [--seconds 20] [--sleep 1]
                                [--modes local,drivers,ray] [--repeat 3] [--overhead-n 40]
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -82,6 +85,25 @@ def efficiency(storage: str, workers: int, sleep: float) -> tuple[float, int, fl
     return useful / (workers * (end - start)), len(runs), end - start
 
 
+class CpuMeter:
+    """The share of all CPUs that was busy between start and stop, from /proc/stat."""
+
+    def __enter__(self) -> CpuMeter:
+        self.before = _cpu_times()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy_before, total_before = self.before
+        busy_after, total_after = _cpu_times()
+        self.busy = (busy_after - busy_before) / max(total_after - total_before, 1)
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _seconds(moment: datetime | None) -> float:
     assert moment is not None
     return moment.timestamp()
@@ -125,8 +147,9 @@ class RayCluster:
         subprocess.run([str(self.ray), "stop", "--force"], env=RAY_ENV, capture_output=True)
 
 
-def overhead(n: int) -> dict[str, float]:
-    """Seconds per experiment of an instant command, one driver, SQLite next to PostgreSQL."""
+def overhead(n: int) -> dict[str, tuple[float, float]]:
+    """Per experiment of an instant command, one driver, SQLite next to PostgreSQL: seconds of
+    wall time, and seconds of CPU spent by the driver and the processes it started."""
     per_experiment = {}
     for name, storage in (("sqlite", None), ("postgresql", POSTGRES)):
         if storage:
@@ -134,10 +157,17 @@ def overhead(n: int) -> dict[str, float]:
         repo = task_repo(0)
         url = storage or f"sqlite:///{Path(tempfile.mkdtemp()) / 'store.db'}"
         study = open_study(repo, "overhead", storage=url, proposer="random", seed=0)
-        start = time.perf_counter()
+        cpu_before, start = _cpu_seconds(), time.perf_counter()
         study.run(max_experiments=n)
-        per_experiment[name] = (time.perf_counter() - start) / n
+        per_experiment[name] = ((time.perf_counter() - start) / n,
+                                (_cpu_seconds() - cpu_before) / n)
     return per_experiment
+
+
+def _cpu_seconds() -> float:
+    own, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                      resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -153,7 +183,7 @@ def main() -> None:
     modes = args.modes.split(",")
     print(f"`sleep {args.sleep:g}` evaluations, {args.seconds:g} s of driver time each, "
           f"{os.cpu_count()} CPU cores here")
-    print(f"{'workers':>8} " + " ".join(f"{m:>30}" for m in modes))
+    print(f"{'workers':>8} " + " ".join(f"{m:>38}" for m in modes))
     cluster = RayCluster(max(counts)) if "ray" in modes else None
     try:
         for workers in counts:
@@ -162,19 +192,24 @@ def main() -> None:
                 runner = {"local": local, "drivers": drivers}.get(mode) or \
                     (cluster.run if cluster else None)
                 assert runner is not None, mode
-                figures = [efficiency(runner(workers, args.seconds, args.sleep), workers,
-                                      args.sleep)[0] for _ in range(args.repeat)]
+                figures, loads = [], []
+                for _ in range(args.repeat):
+                    with CpuMeter() as meter:
+                        storage = runner(workers, args.seconds, args.sleep)
+                    figures.append(efficiency(storage, workers, args.sleep)[0])
+                    loads.append(meter.busy)
                 each = "/".join(f"{f:.2f}" for f in figures)
-                cells.append(f"{statistics.median(figures):5.3f} ({each})")
-            print(f"{workers:>8} " + " ".join(f"{c:>30}" for c in cells), flush=True)
+                cells.append(f"{statistics.median(figures):5.3f} ({each}) "
+                             f"cpu {statistics.median(loads):4.0%}")
+            print(f"{workers:>8} " + " ".join(f"{c:>38}" for c in cells), flush=True)
     finally:
         if cluster:
             cluster.stop()
     if args.overhead_n:
         costs = overhead(args.overhead_n)
-        print(f"per experiment of an instant command, one driver: "
-              f"sqlite {costs['sqlite'] * 1000:.0f} ms, "
-              f"postgresql {costs['postgresql'] * 1000:.0f} ms")
+        print("per experiment of an instant command, one driver: " + ", ".join(
+            f"{name} {wall * 1000:.0f} ms ({cpu * 1000:.0f} ms of CPU)"
+            for name, (wall, cpu) in costs.items()))
 
 
 if __name__ == "__main__":
