@@ -12,7 +12,7 @@ below, and never in a circle (tests/test_layers.py reads every import and checks
     7. engine
     8. study
     9. generalize, importer, bench, reports, examples
-    10. mcp_server, commands, cli, __main__, ratchet
+    10. mcp_server, commands, status, cli, __main__, ratchet
 
 `records` are the typed rows every layer passes around; `execute` runs evaluations (executors,
 sandbox, processes, code states as commits); `store` keeps studies, experiments and drivers;

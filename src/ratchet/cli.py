@@ -1,4 +1,5 @@
-"""The `ratchet` command line: parses arguments, then runs the command (`ratchet.commands`).
+"""The `ratchet` command line: parses arguments, then runs the command (`ratchet.commands`,
+or for `status` the lighter `ratchet.status`).
 
 Only light modules are imported here, so `ratchet --help` does not wait for the database,
 optimizer and parser libraries the commands need.
@@ -21,8 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from ratchet import commands  # the heavy imports, after --help has had its chance
-
+        # The heavy imports come after --help has had its chance; a quick look skips them.
+        if args.handler == "status":
+            from ratchet import status as commands
+        else:
+            from ratchet import commands  # type: ignore[no-redef]
         return int(getattr(commands, f"cmd_{args.handler}")(args) or 0)
     except RatchetError as exc:
         print(f"ratchet: error: {exc}", file=sys.stderr)

@@ -26,7 +26,7 @@ from ratchet.knobs.initfile import discover_knobs, read_repository, summary, tas
 from ratchet.knobs.source import space_toml
 from ratchet.records import BASELINE, KEEP
 from ratchet.reports.export import export
-from ratchet.reports.summary import better_by, overview
+from ratchet.reports.summary import better_by
 from ratchet.reports.view import (
     LOG_HEADERS,
     LiveReporter,
@@ -98,54 +98,6 @@ def _print_summary(study: Study, progress: Progress) -> None:
               f"${progress.spent_usd:.4f}, {format_duration(progress.elapsed_s)}")
         print(f"ratchet: `ratchet best --study {study.name}` shows the diff; "
               f"branch ratchet/{study.name} holds the kept chain")
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    study = _open(args)
-    records = [study.record] if args.study else study.store.studies(str(study.repo.root))
-    table = _Rows("study", "proposer", "experiments", "kept", "failed", "baseline", "best",
-                  "better by", "holdout", "$ spent", "base")
-    drivers = _Rows("study", "driver", "host", "pid", "executor", "slots", "running",
-                    "heartbeat", title="drivers running now")
-    for record in records:
-        store, study_id = study.store, record.id or 0
-        row = overview(record, store.experiments(study_id), store.best(study_id),
-                       store.drivers(study_id, live=True))
-        table.add(record.name, record.proposer, str(row["experiments"]), str(row["kept"]),
-                  str(row["failed"]), fmt(row["baseline"]), fmt(row["best"]),
-                  fmt(row["better_by"], signed=True), fmt(row["holdout"]),
-                  f"{row['spent_usd']:.4f}", record.base_commit[:10])
-        for d in row["drivers"]:
-            drivers.add(record.name, str(d["id"]), d["host"], str(d["pid"]), d["executor"],
-                        str(d["slots"]), " ".join(f"#{n}" for n in d["running"]) or "-",
-                        d["heartbeat_at"] or "-")
-    table.show()
-    if drivers.rows:
-        drivers.show()
-    return 0
-
-
-class _Rows:
-    """A table: drawn on a terminal, tab-separated and never cut when piped."""
-
-    def __init__(self, *headers: str, title: str | None = None) -> None:
-        self.headers, self.title = headers, title
-        self.rows: list[tuple[str, ...]] = []
-
-    def add(self, *cells: str) -> None:
-        self.rows.append(cells)
-
-    def show(self) -> None:
-        if not sys.stdout.isatty():
-            if self.title:
-                print(f"# {self.title}")
-            for row in (self.headers, *self.rows):
-                print("\t".join(row))
-            return
-        table = Table(*self.headers, title=self.title)
-        for row in self.rows:
-            table.add_row(*row)
-        Console().print(table)
 
 
 def cmd_log(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from mcp.server.mcpserver import MCPServer
 
 from ratchet.proposers import EXTERNAL
 from ratchet.records import KEEP
-from ratchet.reports.view import fmt
+from ratchet.reports.summary import fmt
 from ratchet.study import Study, open_study
 
 

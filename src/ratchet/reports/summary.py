@@ -46,6 +46,12 @@ def overview(record: StudyRecord, experiments: Sequence[Experiment],
             "drivers": [driver_row(d, experiments) for d in drivers]}
 
 
+def fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.6g}" if signed else f"{value:.6g}"
+
+
 def better_by(e: Experiment, minimize: bool) -> float | None:
     """How much better than the best it was judged against: positive is better, whatever the
     goal (the stored delta is the plain difference of the two values)."""

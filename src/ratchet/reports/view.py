@@ -25,17 +25,11 @@ from ratchet.records import (
     WAITING,
     Experiment,
 )
-from ratchet.reports.summary import better_by
+from ratchet.reports.summary import better_by, fmt
 from ratchet.units import format_duration
 
 STATUS_STYLE = {KEEP: "bold green", DISCARD: "yellow", CRASH: "red", TIMEOUT: "red",
                 VOID: "magenta", RUNNING: "cyan", PENDING: "dim", WAITING: "cyan"}
-
-
-def fmt(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value:+.6g}" if signed else f"{value:.6g}"
 
 
 def experiment_cells(e: Experiment, minimize: bool = True) -> list[str]:

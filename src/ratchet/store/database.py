@@ -36,8 +36,8 @@ from ratchet.records import (
     GeneralizationRun,
     StudyRecord,
 )
+from ratchet.store.glance import STATE_DIR, default_url  # noqa: F401 (callers import them here)
 
-STATE_DIR = ".ratchet"
 MIGRATION_LOCK_KEY = 0x72617463  # "ratc": PostgreSQL advisory lock held while migrating
 SUPPORTED = ("sqlite", "postgresql")
 
@@ -173,10 +173,6 @@ def sqlite_files(url: str) -> list[Path]:
         return []
     database = Path(parsed.database).resolve()
     return [database, *(Path(f"{database}{suffix}") for suffix in ("-wal", "-shm", "-journal"))]
-
-
-def default_url(repo_root: Path) -> str:
-    return f"sqlite:///{repo_root / STATE_DIR / 'ratchet.db'}"
 
 
 def normalize_url(url: str) -> str:

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-VERSION_TABLE = "ratchet_alembic_version"
+from ratchet.store.glance import VERSION_TABLE
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, version_table=VERSION_TABLE,
