@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ratchet.errors import ConfigError
+from ratchet.flags import placeholders
 from ratchet.globs import matches_any
 from ratchet.llm.prices import Price
 from ratchet.units import parse_duration, parse_memory
@@ -115,6 +116,7 @@ class TaskConfig:
     compute_usd_per_hour: float = 0.0
     space: tuple[Param, ...] = ()
     knob_files: tuple[str, ...] = ()  # files whose every setting is a knob (see ratchet.knobs)
+    flags_file: str | None = None  # a knob file that fills the command's {name} placeholders
     agent: AgentConfig = field(default_factory=AgentConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -202,7 +204,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         decision=_parse_decision(reader, reader.section(data, "decision")),
         compute_usd_per_hour=_parse_cost(reader, reader.section(data, "cost")),
         space=_parse_space(reader, reader.section(data, "space")),
-        knob_files=_parse_knob_files(reader, reader.section(data, "knobs"), editable),
+        **_parse_knobs(reader, reader.section(data, "knobs"), editable),
         agent=agent,
         sandbox=_parse_sandbox(reader, reader.section(data, "sandbox")),
         resources=_parse_resources(reader, reader.section(data, "resources")),
@@ -210,6 +212,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
     )
     _check_evaluate_is_protected(reader, config)
     _check_phases(reader, config)
+    _check_flags(reader, config)
     return config
 
 
@@ -257,18 +260,46 @@ def _parse_resources(reader: _Reader, section: dict[str, Any]) -> ResourcesConfi
     return ResourcesConfig(**values)
 
 
-def _parse_knob_files(reader: _Reader, section: dict[str, Any],
-                      editable: tuple[str, ...]) -> tuple[str, ...]:
-    reader.only_keys(section, "knobs", {"files"})
+def _parse_knobs(reader: _Reader, section: dict[str, Any],
+                 editable: tuple[str, ...]) -> dict[str, Any]:
+    reader.only_keys(section, "knobs", {"files", "flags"})
     files = reader.globs(section, "knobs", "files")
     for pattern in files:
-        if not matches_any(pattern, editable):
-            reader.fail("knobs", "files", f"{pattern!r} is not editable: knobs are changed in "
-                        "their files, so [task].editable must cover them")
-        if not pattern.endswith((".py", ".yaml", ".yml", ".json", ".toml")):
-            reader.fail("knobs", "files", f"{pattern!r}: knob files are Python, YAML, JSON or "
-                        "TOML files")
-    return files
+        _check_knob_file(reader, "files", pattern, editable, DATA_SUFFIXES + (".py",))
+    flags = reader.string(section, "knobs", "flags")
+    if flags is not None:
+        if any(c in flags for c in "*?["):
+            reader.fail("knobs", "flags", f"{flags!r}: one file, not a pattern")
+        _check_knob_file(reader, "flags", flags, editable, DATA_SUFFIXES)
+        if not matches_any(flags, files):
+            files = (*files, flags)
+    return {"knob_files": files, "flags_file": flags}
+
+
+DATA_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+
+
+def _check_knob_file(reader: _Reader, key: str, pattern: str, editable: tuple[str, ...],
+                     suffixes: tuple[str, ...]) -> None:
+    if not matches_any(pattern, editable):
+        reader.fail("knobs", key, f"{pattern!r} is not editable: knobs are changed in "
+                    "their files, so [task].editable must cover them")
+    if not pattern.endswith(suffixes):
+        kinds = "Python, YAML, JSON or TOML" if ".py" in suffixes else "YAML, JSON or TOML"
+        reader.fail("knobs", key, f"{pattern!r}: knob files here are {kinds} files")
+
+
+def _check_flags(reader: _Reader, config: TaskConfig) -> None:
+    """Placeholders fill the command, which runs the edited code, and nothing else: a
+    protected phase parameterized by editable values would no longer be protected."""
+    for key in ("evaluate", "predict"):
+        command = getattr(config, key) or ""
+        if config.flags_file and placeholders(command):
+            reader.fail("task", key, f"{{{placeholders(command)[0]}}}: flags from "
+                        "[knobs].flags fill [task].command only")
+    if config.flags_file and not placeholders(config.command or ""):
+        reader.fail("knobs", "flags", "[task].command has no {name} placeholder for its "
+                    "values (e.g. command = \"python train.py --lr={lr}\")")
 
 
 def _check_phases(reader: _Reader, config: TaskConfig) -> None:

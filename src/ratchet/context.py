@@ -59,6 +59,7 @@ class StudyContext:
         """The knobs of the base code; every `[space]` name must be one of them."""
         knobs = self.knobs_in(self.base_sources)
         catalog.check_space(self.config, knobs)
+        catalog.check_flags(self.config, self.base_sources)
         return knobs
 
     @cached_property

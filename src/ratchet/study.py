@@ -110,7 +110,9 @@ def _create(store: Store, git: GitRepo, name: str, proposer: str | None, seed: i
         raise UsageError(f"{TASK_FILE}: not found in {git.root} (run `ratchet init` to write "
                          "one)")
     config = config_from_text(working, git.root)  # the file's own mistakes are named first
-    catalog.check_space(config, catalog.knobs_in(editable_sources(git, config, base), config))
+    sources = editable_sources(git, config, base)
+    catalog.check_space(config, catalog.knobs_in(sources, config))
+    catalog.check_flags(config, sources)
     check_read_only(config)
     if not git.has_file(base, TASK_FILE):
         raise UsageError(f"{TASK_FILE} is not committed: a study runs by the committed task "

@@ -26,6 +26,7 @@ from ratchet.config import TaskConfig, metric_regex
 from ratchet.execute.process import ProcessOutcome, ProcessRunner
 from ratchet.execute.sandbox import Sandbox
 from ratchet.execute.workspace import digest_changes, protected_digest, tree_digest
+from ratchet.flags import FlagsError, fill, read_flags
 from ratchet.globs import matches_any
 from ratchet.units import format_memory
 
@@ -174,8 +175,13 @@ class Evaluator:
         expected = protected_digest(worktree, cfg.protected)
         code_before = _code_digest(worktree)
         result = RunResult(status="ok")
-        output, outcome, budget_reason = self._command_phase(worktree, env, deadline, log, runner,
-                                                             horizon)
+        try:
+            command = self._filled(cfg.command, worktree)
+        except FlagsError as exc:  # the flags file is the proposer's: its problem is a crash
+            result.status, result.reason = "crash", str(exc)
+            return result
+        output, outcome, budget_reason = self._command_phase(command, worktree, env, deadline,
+                                                             log, runner, horizon)
         all_output = output
         _account(result, outcome)
         failure = self._failure("command", outcome, worktree, expected, budget_reason) \
@@ -214,8 +220,8 @@ class Evaluator:
             result.holdout = self._holdout(worktree, env, deadline, log, runner, expected, result)
         return result
 
-    def _command_phase(self, worktree: Path, env: Mapping[str, str], deadline: float, log: Path,
-                       runner: ProcessRunner,
+    def _command_phase(self, command: str | None, worktree: Path, env: Mapping[str, str],
+                       deadline: float, log: Path, runner: ProcessRunner,
                        horizon: float) -> tuple[str, ProcessOutcome, str | None]:
         """The command phase's output, outcome, and what to say if it was stopped by its
         compute budget (measured in wall time, so a slowed clock inside gains nothing)."""
@@ -226,14 +232,25 @@ class Evaluator:
             budget_reason = (f"over budget: the command phase ran past its compute budget of "
                              f"{cfg.budget_s * horizon:g}s + {cfg.budget_grace_s:g}s grace "
                              "(wall time; killed)")
-        if cfg.command is None:  # the evaluate phase runs the code
+        if command is None:  # the evaluate phase runs the code
             return "", ProcessOutcome(returncode=0, timed_out=False, wall_s=0.0, cpu_s=0.0,
                                       peak_mem_mb=0.0), None
         sandbox = self.sandbox(worktree, sees_hidden=False)
-        with _PhaseOutput(log, "command", cfg.command) as phase:
-            phase.outcome = runner.run(cfg.command, sandbox, env, max(limit, 0.001), log,
+        with _PhaseOutput(log, "command", command) as phase:
+            phase.outcome = runner.run(command, sandbox, env, max(limit, 0.001), log,
                                        cfg.memory_limit_bytes)
         return phase.output, phase.outcome, budget_reason
+
+    def _filled(self, command: str | None, worktree: Path) -> str | None:
+        """The command with the code state's flags (`[knobs].flags`), if the task has them.
+        ratchet reads the file outside the sandbox, so it must be the file itself: a link
+        could lead to a hidden file, and its text into the command line."""
+        name = self.config.flags_file
+        if name is None or command is None:
+            return command
+        if (worktree / name).resolve() != Path(os.path.normpath(worktree.resolve() / name)):
+            raise FlagsError(f"the flags file {name} is a link, not a file")
+        return fill(command, read_flags(worktree / name, name), name)
 
     def _scoring_phase(self, name: str, command: str, worktree: Path, env: Mapping[str, str],
                        deadline: float, log: Path,

@@ -13,6 +13,7 @@ from typing import Any
 
 from ratchet.config import TaskConfig
 from ratchet.errors import UsageError
+from ratchet.flags import FlagsError, flags_in, placeholders
 from ratchet.globs import matches_any
 from ratchet.knobs import datafile
 from ratchet.knobs.source import Knob, find_knobs, rewrite_knobs
@@ -55,3 +56,20 @@ def check_space(config: TaskConfig, knobs: Mapping[str, Knob]) -> None:
             raise UsageError(f"ratchet.toml: [space].{param.name}: no module-level constant "
                              "of that name in the editable files, nor a key of the [knobs] "
                              "files")
+
+
+def check_flags(config: TaskConfig, sources: Mapping[str, str]) -> None:
+    """Every placeholder of the command must be a setting of the base's flags file."""
+    name = config.flags_file
+    if name is None:
+        return
+    if name not in sources:
+        raise UsageError(f"ratchet.toml: [knobs].flags: {name} is not in the committed code")
+    try:
+        settings = flags_in(sources[name], name)
+    except FlagsError as exc:
+        raise UsageError(f"ratchet.toml: [knobs].flags: {exc}") from None
+    missing = [p for p in placeholders(config.command or "") if p not in settings]
+    if missing:
+        raise UsageError(f"ratchet.toml: [task].command: {{{missing[0]}}} is not a setting of "
+                         f"{name} (it has: {', '.join(sorted(settings)) or 'none'})")
