@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 
@@ -48,11 +49,16 @@ def test_the_glance_reads_what_the_store_reads(repo: Path) -> None:
         glance.close()
 
 
-def test_the_newest_revision_is_alembics_head() -> None:
+def migrations_config() -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", str(Path(glance_module.__file__).parent /
                                                    "migrations"))
-    assert newest_revision() == ScriptDirectory.from_config(config).get_current_head()
+    return config
+
+
+def test_the_newest_revision_is_alembics_head() -> None:
+    head = ScriptDirectory.from_config(migrations_config()).get_current_head()
+    assert newest_revision() == head
 
 
 def test_status_takes_the_quick_path_without_sqlalchemy(repo: Path) -> None:
@@ -75,10 +81,15 @@ def test_quick_and_full_paths_print_the_same(repo: Path, capsys: pytest.CaptureF
 
 def test_an_older_store_is_opened_and_migrated_by_the_full_path(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with sqlite3.connect(repo / ".ratchet" / "ratchet.db") as connection:  # back to 0005
-        connection.execute("ALTER TABLE ratchet_studies DROP COLUMN config")
-        connection.execute(f"UPDATE {VERSION_TABLE} SET version_num = '0005'")
-    assert Glance.open(default_url(repo)) is None
+    store = Store(default_url(repo))
+    with store.engine.begin() as connection:  # one migration back
+        config = migrations_config()
+        config.attributes["connection"] = connection
+        alembic_command.downgrade(config, "-1")
+    store.close()
+    with sqlite3.connect(repo / ".ratchet" / "ratchet.db") as connection:
+        (version,) = connection.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()
+    assert version < newest_revision() and Glance.open(default_url(repo)) is None
     assert main(["status", "--repo", str(repo)]) == 0
     assert "g\ttpe\t6\t" in capsys.readouterr().out
     glance = Glance.open(default_url(repo))  # the store was brought to the newest schema

@@ -8,7 +8,7 @@ import pytest
 
 from ratchet.agent.notebook import Entry, build_notebook, estimate_tokens
 from ratchet.config import MetricConfig, TaskConfig
-from ratchet.records import CRASH, DISCARD, KEEP, RUNNING, Experiment
+from ratchet.records import CRASH, DISCARD, KEEP, PRUNED, RUNNING, Experiment
 
 CONFIG = TaskConfig(root=Path("."), name="t", editable=("train.py",), command="python train.py",
                     metric=MetricConfig(name="val_bpb"))
@@ -54,3 +54,12 @@ def test_code_too_long_for_the_budget_is_named_not_shown() -> None:
     big = {"train.py": "x = 1\n" * 20000}
     text = build_notebook(history(10), None, big, CONFIG, 4000)
     assert "read it with read_file: train.py" in text
+
+
+def test_a_pruned_run_is_shown_as_stopped_with_its_step() -> None:
+    entries = history(3)
+    entries.append(Entry("s1", Experiment(
+        study_id=1, number=3, kind="proposal", status=PRUNED, description="lr x10",
+        reason="pruned at step 200: val_bpb 3.9 (median pruner, 5 earlier runs)")))
+    text = build_notebook(entries, None, CODE, CONFIG, 16000)
+    assert "#3 pruned" in text and "pruned at step 200: val_bpb 3.9" in text

@@ -57,6 +57,23 @@ class DecisionConfig:
     alpha: float = 0.05  # the test's false-accept rate for one candidate
 
 
+PRUNERS = ("none", "median", "percentile", "halving", "hyperband", "wilcoxon")
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Stopping hopeless runs early, by their intermediate values (see `ratchet.pruning`)."""
+
+    pruner: str = "none"
+    startup_runs: int = 5  # finished runs with curves before any run is stopped
+    warmup_steps: int = 0  # a run is not stopped before this step
+    percentile: float = 25.0  # the percentile pruner's: stop below the best 25 %
+
+    @property
+    def enabled(self) -> bool:
+        return self.pruner != "none"
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     """What the code under evaluation may reach (see `ratchet.execute.sandbox`)."""
@@ -113,6 +130,7 @@ class TaskConfig:
     holdout_command: str | None = None
     holdout_metric: str | None = None
     decision: DecisionConfig = field(default_factory=DecisionConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
     compute_usd_per_hour: float = 0.0
     space: tuple[Param, ...] = ()
     knob_files: tuple[str, ...] = ()  # files whose every setting is a knob (see ratchet.knobs)
@@ -171,7 +189,7 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -> TaskConfig:
     reader = _Reader(file_name)
     reader.only_sections(data, {"task", "metric", "holdout", "decision", "cost", "space",
-                                "agent", "sandbox", "resources", "knobs"})
+                                "agent", "sandbox", "resources", "knobs", "pruning"})
     task = reader.section(data, "task", required=True)
     reader.only_keys(task, "task", {"name", "editable", "protected", "hidden", "command",
                                      "evaluate", "predict", "timeout", "budget", "budget_grace",
@@ -202,6 +220,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         env_allow=reader.globs(task, "task", "env_allow"),
         metric=metric,
         decision=_parse_decision(reader, reader.section(data, "decision")),
+        pruning=_parse_pruning(reader, reader.section(data, "pruning")),
         compute_usd_per_hour=_parse_cost(reader, reader.section(data, "cost")),
         space=_parse_space(reader, reader.section(data, "space")),
         **_parse_knobs(reader, reader.section(data, "knobs"), editable),
@@ -352,6 +371,23 @@ def _parse_decision(reader: _Reader, section: dict[str, Any]) -> DecisionConfig:
         max_runs=reader.integer(section, "decision", "max_runs", default=8, low=1),
         alpha=_alpha(reader, section),
     )
+
+
+def _parse_pruning(reader: _Reader, section: dict[str, Any]) -> PruningConfig:
+    reader.only_keys(section, "pruning", {"pruner", "startup_runs", "warmup_steps",
+                                          "percentile"})
+    pruner = reader.string(section, "pruning", "pruner") or "none"
+    if pruner not in PRUNERS:
+        reader.fail("pruning", "pruner", f"unknown pruner {pruner!r} (choose from: "
+                    f"{', '.join(PRUNERS)})")
+    percentile = reader.number(section, "pruning", "percentile", default=25.0, low=0.0)
+    if not 0 < percentile < 100:
+        reader.fail("pruning", "percentile", f"must be between 0 and 100, got {percentile:g}")
+    return PruningConfig(
+        pruner=pruner,
+        startup_runs=reader.integer(section, "pruning", "startup_runs", default=5, low=1),
+        warmup_steps=reader.integer(section, "pruning", "warmup_steps", default=0, low=0),
+        percentile=percentile)
 
 
 def _alpha(reader: _Reader, section: dict[str, Any]) -> float:

@@ -32,11 +32,13 @@ from ratchet.execute.evaluate import RunResult
 from ratchet.execute.executor import LOST, Executor, Job
 from ratchet.execute.process import kill_group
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
+from ratchet.pruning import RunJudge, unspent_s
 from ratchet.records import (
     BASELINE,
     DISCARD,
     KEEP,
     PENDING,
+    PRUNED,
     RUNNING,
     UNFINISHED,
     WAITING,
@@ -343,8 +345,19 @@ class Engine:
         env = {"RATCHET_STUDY": self.context.name, "RATCHET_EXPERIMENT": str(experiment.number)}
         job = Job(number=experiment.number, code=lambda: self._code(experiment),
                   log=Path(experiment.log_path or self._log_path(experiment.number)), env=env,
-                  on_start=lambda pgid: self._run_started(experiment, pgid))
+                  on_start=lambda pgid: self._run_started(experiment, pgid),
+                  monitor=self._run_judge(experiment))
         self.in_flight[self.executor.submit(job)] = experiment
+
+    def _run_judge(self, experiment: Experiment) -> RunJudge | None:
+        """Who may stop this run early: nobody for the baseline, for the best measured again
+        or for a candidate's further runs (the noise decision needs them whole)."""
+        pruning = self.config.pruning
+        if not pruning.enabled or experiment.kind == BASELINE or experiment.values \
+                or experiment.status == KEEP:
+            return None
+        return RunJudge(pruning, self.config.minimize, self.config.metric.name,
+                        self.store.experiments(self.context.id))
 
     def _code(self, experiment: Experiment) -> str:
         """The commit to evaluate (on the executor's thread): built once, then reused."""
@@ -387,6 +400,10 @@ class Engine:
         if built is not None:
             experiment.commit, experiment.diff, experiment.scope = built
         _account(experiment, result, self.config.compute_usd_per_hour)
+        if experiment.curve is None:
+            experiment.curve = result.curve  # the first run's
+        if result.status == PRUNED:
+            experiment.saved_s = unspent_s(result.wall_s, self.store.experiments(self.context.id))
         self.progress.spent_usd += result.wall_s * self.config.compute_usd_per_hour / 3600.0
         try:
             with self.store.judging(self.context.id, self.driver_id) as tx:

@@ -12,8 +12,10 @@ from typing import Any
 # statuses never change; only a kept experiment gains runs when it is measured again.
 PENDING, RUNNING, WAITING = "pending", "running", "waiting"
 KEEP, DISCARD, CRASH, TIMEOUT, VOID = "keep", "discard", "crash", "timeout", "void"
+# Stopped early: its curve was worse than earlier runs' at the same step (ratchet.pruning).
+PRUNED = "pruned"
 UNFINISHED = (PENDING, RUNNING, WAITING)
-FINISHED = (KEEP, DISCARD, CRASH, TIMEOUT, VOID)
+FINISHED = (KEEP, DISCARD, CRASH, TIMEOUT, VOID, PRUNED)
 FAILED = (CRASH, TIMEOUT, VOID)
 
 # Experiment kinds.
@@ -79,6 +81,9 @@ class Experiment:
     driver_id: int | None = None  # the driver that holds it while it runs
     remeasure: bool = False  # a kept experiment that a challenger needs measured once more
     log_path: str | None = None
+    # The intermediate values of its first run, [step, value] pairs (ratchet.steps)
+    curve: list[list[float]] | None = None
+    saved_s: float = 0.0  # compute a pruned run did not spend, estimated from full runs
     created_at: datetime | None = None
     finished_at: datetime | None = None
     id: int | None = None

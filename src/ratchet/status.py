@@ -16,6 +16,7 @@ from ratchet.execute.gitrepo import GitRepo
 from ratchet.records import Driver, Experiment, StudyRecord
 from ratchet.reports.summary import fmt, overview
 from ratchet.store.glance import Glance, default_url
+from ratchet.units import format_duration
 
 
 class Rows:
@@ -77,8 +78,8 @@ def _studies(glance: Glance, name: str | None, root: Path) -> list[StudyRecord]:
 
 
 def show(studies: list[StudyRecord], records: Records) -> None:
-    table = Rows("study", "proposer", "experiments", "kept", "failed", "baseline", "best",
-                 "better by", "holdout", "$ spent", "base")
+    table = Rows("study", "proposer", "experiments", "kept", "failed", "pruned", "baseline",
+                 "best", "better by", "holdout", "$ spent", "compute saved", "base")
     drivers = Rows("study", "driver", "host", "pid", "executor", "slots", "running",
                    "heartbeat", title="drivers running now")
     for record in studies:
@@ -86,9 +87,10 @@ def show(studies: list[StudyRecord], records: Records) -> None:
         row = overview(record, records.experiments(study_id), records.best(study_id),
                        records.drivers(study_id, live=True))
         table.add(record.name, record.proposer, str(row["experiments"]), str(row["kept"]),
-                  str(row["failed"]), fmt(row["baseline"]), fmt(row["best"]),
-                  fmt(row["better_by"], signed=True), fmt(row["holdout"]),
-                  f"{row['spent_usd']:.4f}", record.base_commit[:10])
+                  str(row["failed"]), str(row["pruned"]), fmt(row["baseline"]),
+                  fmt(row["best"]), fmt(row["better_by"], signed=True), fmt(row["holdout"]),
+                  f"{row['spent_usd']:.4f}", format_duration(row["saved_s"]),
+                  record.base_commit[:10])
         for d in row["drivers"]:
             drivers.add(record.name, str(d["id"]), d["host"], str(d["pid"]), d["executor"],
                         str(d["slots"]), " ".join(f"#{n}" for n in d["running"]) or "-",

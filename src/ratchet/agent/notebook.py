@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ratchet.config import TaskConfig
-from ratchet.records import BASELINE, FAILED, KEEP, PENDING, RUNNING, Experiment
+from ratchet.records import BASELINE, FAILED, KEEP, PENDING, PRUNED, RUNNING, Experiment
 
 RECENT_IN_FULL = 5
 MAX_DIFF_CHARS = 1500
@@ -166,7 +166,8 @@ def _line(entry: Entry) -> str:
     e = entry.experiment
     delta = f" ({e.delta:+.4g})" if e.delta is not None else ""
     value = f" {e.value:.6g}{delta}" if e.value is not None else ""
-    reason = f" [{_short(e.reason, 80)}]" if e.reason and e.status in FAILED else ""
+    # A stopped run shows why (the step and its value): a hopeless direction, not a bug.
+    reason = f" [{_short(e.reason, 80)}]" if e.reason and e.status in (*FAILED, PRUNED) else ""
     return f"#{e.number} {e.status}{value}: {_short(e.description, 120)}{reason} ({entry.study})"
 
 

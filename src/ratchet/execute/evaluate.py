@@ -25,9 +25,11 @@ from pathlib import Path
 from ratchet.config import TaskConfig, metric_regex
 from ratchet.execute.process import ProcessOutcome, ProcessRunner
 from ratchet.execute.sandbox import Sandbox
+from ratchet.execute.watch import StepMonitor, StepWatcher
 from ratchet.execute.workspace import digest_changes, protected_digest, tree_digest
 from ratchet.flags import FlagsError, fill, read_flags
 from ratchet.globs import matches_any
+from ratchet.steps import Curve
 from ratchet.units import format_memory
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
@@ -54,7 +56,7 @@ class MetricError(ValueError):
 class RunResult:
     """The outcome of one evaluation run of a candidate."""
 
-    status: str  # ok | crash | timeout | void | interrupted
+    status: str  # ok | crash | timeout | void | pruned | interrupted
     value: float | None = None
     secondary: dict[str, float] = field(default_factory=dict)
     holdout: float | None = None
@@ -64,6 +66,7 @@ class RunResult:
     cpu_s: float = 0.0
     peak_mem_mb: float = 0.0
     slot: int | None = None  # the executor's slot it ran in
+    curve: list[list[float]] | None = None  # its intermediate values, [step, value] pairs
 
 
 def scrub_env(environ: Mapping[str, str], allow: Iterable[str] = (),
@@ -166,7 +169,10 @@ class Evaluator:
                 yield self.config.root / path, worktree / path
 
     def evaluate(self, worktree: Path, log: Path, runner: ProcessRunner,
-                 extra_env: Mapping[str, str] | None = None, horizon: float = 1.0) -> RunResult:
+                 extra_env: Mapping[str, str] | None = None, horizon: float = 1.0,
+                 monitor: StepMonitor | None = None) -> RunResult:
+        """One run of the code in `worktree`; `monitor`, if given, sees its intermediate
+        values as they come and may stop it (status `pruned`)."""
         cfg = self.config
         env = {**self.environment(), **(extra_env or {})}
         if cfg.budget_s is not None:
@@ -180,10 +186,16 @@ class Evaluator:
         except FlagsError as exc:  # the flags file is the proposer's: its problem is a crash
             result.status, result.reason = "crash", str(exc)
             return result
-        output, outcome, budget_reason = self._command_phase(command, worktree, env, deadline,
-                                                             log, runner, horizon)
+        output, outcome, budget_reason, stopped = self._command_phase(
+            command, worktree, env, deadline, log, runner, horizon, monitor)
         all_output = output
         _account(result, outcome)
+        curve = Curve(cfg.minimize)
+        curve.add_text(output, cfg.metric.name)
+        result.curve = curve.pairs() or None
+        if stopped is not None:
+            result.status, result.reason = "pruned", stopped
+            return result
         failure = self._failure("command", outcome, worktree, expected, budget_reason) \
             or self._planted_code(worktree, code_before, log)
         if failure:
@@ -221,10 +233,12 @@ class Evaluator:
         return result
 
     def _command_phase(self, command: str | None, worktree: Path, env: Mapping[str, str],
-                       deadline: float, log: Path, runner: ProcessRunner,
-                       horizon: float) -> tuple[str, ProcessOutcome, str | None]:
-        """The command phase's output, outcome, and what to say if it was stopped by its
-        compute budget (measured in wall time, so a slowed clock inside gains nothing)."""
+                       deadline: float, log: Path, runner: ProcessRunner, horizon: float,
+                       monitor: StepMonitor | None,
+                       ) -> tuple[str, ProcessOutcome, str | None, str | None]:
+        """The command phase's output, outcome, what to say if it was stopped by its
+        compute budget (measured in wall time, so a slowed clock inside gains nothing), and
+        why the monitor stopped it, if it did."""
         cfg = self.config
         limit, budget_reason = deadline - time.monotonic(), None
         if cfg.budget_s is not None and cfg.budget_s * horizon + cfg.budget_grace_s < limit:
@@ -234,12 +248,24 @@ class Evaluator:
                              "(wall time; killed)")
         if command is None:  # the evaluate phase runs the code
             return "", ProcessOutcome(returncode=0, timed_out=False, wall_s=0.0, cpu_s=0.0,
-                                      peak_mem_mb=0.0), None
+                                      peak_mem_mb=0.0), None, None
         sandbox = self.sandbox(worktree, sees_hidden=False)
+        stopped = None
         with _PhaseOutput(log, "command", command) as phase:
-            phase.outcome = runner.run(command, sandbox, env, max(limit, 0.001), log,
-                                       cfg.memory_limit_bytes)
-        return phase.output, phase.outcome, budget_reason
+            if monitor is None:
+                phase.outcome = runner.run(command, sandbox, env, max(limit, 0.001), log,
+                                           cfg.memory_limit_bytes)
+            else:
+                watcher = StepWatcher(log, phase.offset, cfg.metric.name, cfg.minimize, monitor)
+                running = runner.start(command, sandbox, env, log, cfg.memory_limit_bytes)
+                if running is not None:
+                    watcher.start(running.proc.pid)
+                try:
+                    phase.outcome = runner.finish(running, max(limit, 0.001))
+                finally:
+                    watcher.stop()
+                stopped = watcher.stopped
+        return phase.output, phase.outcome, budget_reason, stopped
 
     def _filled(self, command: str | None, worktree: Path) -> str | None:
         """The command with the code state's flags (`[knobs].flags`), if the task has them.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ratchet.execute.evaluate import RunResult
+from ratchet.execute.watch import StepMonitor
 
 LOST = "lost"  # RunResult.status of a run its executor lost: never the code's fault
 
@@ -29,6 +30,7 @@ class Job:
     log: Path
     env: Mapping[str, str] = field(default_factory=dict)
     on_start: Callable[[int], None] | None = None  # the run's process group, once started
+    monitor: StepMonitor | None = None  # sees its intermediate values; may stop it early
 
 
 class Executor(ABC):

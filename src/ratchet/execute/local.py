@@ -50,7 +50,8 @@ class LocalExecutor(Executor):
             if slot.gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = slot.gpu
             assert slot.runner is not None
-            result = self.evaluator.evaluate(slot.worktree, job.log, slot.runner, env)
+            result = self.evaluator.evaluate(slot.worktree, job.log, slot.runner, env,
+                                             monitor=job.monitor)
             result.slot = slot.index
             return result
         finally:

@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from ratchet.config import Param, TaskConfig
 from ratchet.errors import UsageError
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
-from ratchet.records import BASELINE, DISCARD, KEEP, SAMPLER_NAMES, Experiment
+from ratchet.records import BASELINE, DISCARD, KEEP, PRUNED, SAMPLER_NAMES, Experiment
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("optuna").setLevel(logging.WARNING)
@@ -127,6 +127,8 @@ class ClassicalProposer(Proposer):
             return
         if experiment.status in (KEEP, DISCARD) and experiment.value is not None:
             self._tell(experiment.trial_number, value=experiment.value)
+        elif experiment.status == PRUNED:  # the sampler learns it was stopped as hopeless
+            self._tell(experiment.trial_number, state=TrialState.PRUNED)
         else:
             self._tell(experiment.trial_number, state=TrialState.FAIL)
 

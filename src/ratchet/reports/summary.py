@@ -14,6 +14,7 @@ from ratchet.records import (
     FAILED,
     IMPORTED,
     KEEP,
+    PRUNED,
     UNFINISHED,
     Driver,
     Experiment,
@@ -43,6 +44,9 @@ def overview(record: StudyRecord, experiments: Sequence[Experiment],
             "goal": goal, "metric": metric.get("name") or "metric", "better_by": beats,
             "holdout": best.holdout if best else None,
             "spent_usd": sum(e.cost_usd for e in experiments),
+            # runs stopped early, and the compute (seconds) they did not spend
+            "pruned": sum(e.status == PRUNED for e in experiments),
+            "saved_s": sum(e.saved_s for e in experiments),
             "drivers": [driver_row(d, experiments) for d in drivers]}
 
 

@@ -131,6 +131,8 @@ class _ExperimentRow(_Base):
     driver_id: Mapped[int | None]
     remeasure: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     log_path: Mapped[str | None] = mapped_column(sa.Text)
+    curve: Mapped[list[list[float]] | None] = mapped_column(sa.JSON)
+    saved_s: Mapped[float] = mapped_column(default=0.0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 

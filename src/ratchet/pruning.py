@@ -1,0 +1,99 @@
+"""Stopping hopeless runs early: Optuna's pruners judge a running experiment's curve against
+the curves of the study's earlier runs, whichever proposer made them.
+
+Each run gets a fresh in-memory Optuna study holding the earlier runs (finished ones as
+complete trials, stopped ones as pruned) and one trial for itself; its values are reported as
+they arrive and the pruner is asked after each. Curves come from the code under test, so they
+can only stop a run, never keep one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from ratchet.config import PruningConfig
+from ratchet.records import DISCARD, KEEP, PRUNED, Experiment
+from ratchet.steps import Curve
+
+logging.getLogger("optuna").setLevel(logging.WARNING)
+
+
+def make_pruner(config: PruningConfig) -> optuna.pruners.BasePruner:
+    startup, warmup = config.startup_runs, config.warmup_steps
+    if config.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
+    if config.pruner == "percentile":
+        return optuna.pruners.PercentilePruner(config.percentile, n_startup_trials=startup,
+                                               n_warmup_steps=warmup)
+    if config.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if config.pruner == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(n_startup_steps=warmup)
+    raise ValueError(f"no pruner {config.pruner!r}")
+
+
+def references(experiments: Sequence[Experiment]) -> list[Experiment]:
+    """The earlier runs a running one is compared with: finished, with a curve."""
+    return [e for e in experiments if e.curve and (
+        e.status == PRUNED or (e.status in (KEEP, DISCARD) and e.value is not None))]
+
+
+class RunJudge:
+    """Decides, value by value, whether one running experiment should be stopped."""
+
+    def __init__(self, config: PruningConfig, minimize: bool, metric: str,
+                 earlier: Sequence[Experiment]) -> None:
+        self.config, self.minimize, self.metric = config, minimize, metric
+        self.earlier = references(earlier)
+        self.study = optuna.create_study(
+            direction="minimize" if minimize else "maximize", pruner=make_pruner(config),
+            sampler=optuna.samplers.RandomSampler(seed=0))
+        for e in self.earlier:
+            done = e.status != PRUNED
+            self.study.add_trial(optuna.trial.create_trial(
+                state=TrialState.COMPLETE if done else TrialState.PRUNED,
+                value=e.value if done else None,
+                intermediate_values={int(step): value for step, value in e.curve or []}))
+        self.curve = Curve(minimize)
+        self.trial = self.study.ask()
+
+    def report(self, step: int, value: float) -> str | None:
+        seen = step in self.curve.values
+        if not self.curve.add(step, value):
+            return None
+        if seen:  # a worse second value for a step: a trial of its own holds the worse curve
+            self.trial = self.study.ask()
+            for known, worse in sorted(self.curve.values.items()):
+                self.trial.report(worse, known)
+        else:
+            self.trial.report(value, step)
+        if len(self.earlier) < self.config.startup_runs or step < self.config.warmup_steps:
+            return None
+        if not self.trial.should_prune():
+            return None
+        return self._reason(step)
+
+    def _reason(self, step: int) -> str:
+        at_step = [v for e in self.earlier for s, v in e.curve or [] if int(s) == step]
+        best = (min if self.minimize else max)(at_step) if at_step else None
+        compared = f"; the best earlier run had {best:.6g} there" if best is not None else ""
+        return (f"pruned at step {step}: {self.metric} {self.curve.values[step]:.6g} "
+                f"({self.config.pruner} pruner, {len(self.earlier)} earlier runs{compared})")
+
+
+def unspent_s(pruned_wall_s: float, earlier: Sequence[Experiment]) -> float:
+    """The compute a stopped run did not spend: a typical full run's wall time (the median
+    of the finished runs' first runs) less what it ran."""
+    full = sorted(e.wall_s / max(len(e.values), 1) for e in earlier
+                  if e.status in (KEEP, DISCARD) and e.values)
+    if not full:
+        return 0.0
+    middle = len(full) // 2
+    typical = full[middle] if len(full) % 2 else (full[middle - 1] + full[middle]) / 2
+    return max(typical - pruned_wall_s, 0.0)

@@ -1,0 +1,179 @@
+"""Stopping hopeless runs early, on a task with scripted curves: a run worse than every earlier
+one at a step is stopped within one reporting interval with its process tree, recorded as
+`pruned`; a better run, the baseline and a candidate's re-runs are never stopped; forged
+intermediate lines can neither save a hopeless run nor get one kept."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+
+import pytest
+from conftest import commit_all, git
+
+from ratchet.cli import main
+from ratchet.config import PruningConfig
+from ratchet.pruning import RunJudge
+from ratchet.records import Experiment
+from ratchet.steps import Curve, parse_line
+from ratchet.study import Study, open_study
+from ratchet.units import format_duration
+
+STEP_S = 0.15
+TASK_PY = f"""\
+import subprocess, time
+A = 0.5
+FORGE = "none"
+child = subprocess.Popen(["sleep", "60"])
+print(f"child {{child.pid}}", flush=True)
+for step in range(1, 11):
+    if FORGE != "only":
+        print(f"ratchet-step: {{step}} loss: {{A + 1 / step}}", flush=True)
+    if FORGE != "none":
+        print(f"ratchet-step: {{step}} loss: 0.0", flush=True)
+    time.sleep({STEP_S})
+child.kill()
+print(f"loss: {{A}}")
+"""
+
+RATCHET_TOML = """\
+[task]
+editable = ["task.py"]
+command = "python task.py"
+timeout = "60s"
+
+[metric]
+name = "loss"
+
+[decision]
+rule = "greedy"
+baseline_runs = 1
+
+[pruning]
+pruner = "median"
+startup_runs = 2
+
+[sandbox]
+mode = "none"
+
+[space]
+A = { float = [0.0, 1.0] }
+"""
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Study:
+    repo = tmp_path / "curves"
+    repo.mkdir()
+    (repo / "task.py").write_text(TASK_PY)
+    (repo / "ratchet.toml").write_text(RATCHET_TOML)
+    git(repo, "init", "-q")
+    commit_all(repo, "initial")
+    study = open_study(repo, "p", proposer="random", seed=0)
+    study.run(max_experiments=1)  # the baseline
+    return study
+
+
+def candidate(study: Study, a: float, forge: str = "none") -> Experiment:
+    before = TASK_PY
+    after = before.replace("A = 0.5", f"A = {a}").replace('FORGE = "none"', f'FORGE = "{forge}"')
+    patch = "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                         "a/task.py", "b/task.py"))
+    return study.try_patch(patch, onto_base=True)
+
+
+def child_pid(e: Experiment) -> int:
+    found = re.search(r"child (\d+)", Path(e.log_path or "").read_text())
+    assert found
+    return int(found.group(1))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return status != "Z"
+
+
+def test_a_hopeless_run_is_stopped_and_a_better_one_is_not(study: Study) -> None:
+    baseline = study.experiments()[0]
+    assert baseline.status == "keep" and baseline.curve and len(baseline.curve) == 10
+    early = candidate(study, 0.95)  # one earlier curve only: too few to judge by
+    assert early.status == "discard" and early.curve and len(early.curve) == 10
+    better = candidate(study, 0.3)
+    assert better.status == "keep", better.reason
+    hopeless = candidate(study, 0.9)
+    assert hopeless.status == "pruned", hopeless.reason
+    assert hopeless.reason and hopeless.reason.startswith("pruned at step 1: loss 1.9")
+    assert hopeless.wall_s < 10 * STEP_S  # stopped within the first reporting interval
+    assert hopeless.value is None and hopeless.values == []
+    assert not alive(child_pid(hopeless))  # the whole tree, its child included
+    assert hopeless.saved_s > 0  # a full run would have taken longer
+    best = study.best()
+    assert best is not None and best.number == better.number  # a pruned run is never kept
+    assert candidate(study, 0.2).status == "keep"  # better at every step: runs to its end
+
+
+def test_status_shows_the_runs_stopped_and_the_compute_saved(
+        study: Study, capsys: pytest.CaptureFixture[str]) -> None:
+    candidate(study, 0.4)
+    candidate(study, 0.3)
+    hopeless = candidate(study, 0.9)
+    assert hopeless.status == "pruned"
+    assert main(["status", "--repo", str(study.repo.root)]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    cells = dict(zip(header.split("\t"), row.split("\t"), strict=True))
+    assert cells["pruned"] == "1" and cells["failed"] == "0"
+    assert cells["compute saved"] == format_duration(hopeless.saved_s) != "0.0s"
+
+
+def test_a_forged_better_line_cannot_save_a_hopeless_run(study: Study) -> None:
+    candidate(study, 0.4)
+    candidate(study, 0.3)
+    forged = candidate(study, 0.9, forge="after")  # a 0.0 line after each real one
+    assert forged.status == "pruned", forged.reason
+    assert forged.reason and "loss 1.9" in forged.reason  # judged on the worse value
+
+
+def test_a_forged_curve_cannot_get_a_run_kept(study: Study) -> None:
+    candidate(study, 0.4)
+    forged = candidate(study, 0.9, forge="only")  # a perfect curve, a worse final value
+    assert forged.status == "discard" and forged.value == pytest.approx(0.9)
+    best = study.best()
+    assert best is not None and best.value == pytest.approx(0.4)
+
+
+def test_lines_and_curves() -> None:
+    assert parse_line("ratchet-step: 200 val_loss: 3.21", "val_loss") == (200, 3.21)
+    assert parse_line("ratchet-step: 200 val_loss: 3.21", "loss") is None
+    assert parse_line("ratchet-step: 200 val_loss: nan", "val_loss") is None
+    assert parse_line("print ratchet-step: 1 loss: 0.1", "loss") is None
+    curve = Curve(minimize=True)
+    curve.add_text("ratchet-step: 1 loss: 2.0\nratchet-step: 1 loss: 0.5\n"
+                   "ratchet-step: 2 loss: 1.0\n", "loss")
+    assert curve.pairs() == [[1, 2.0], [2, 1.0]]
+    up = Curve(minimize=False)
+    up.add(1, 2.0)
+    up.add(1, 0.5)
+    assert up.values == {1: 0.5}
+
+
+def test_the_judge_waits_for_enough_earlier_runs_and_its_warmup() -> None:
+    def run(value: float) -> Experiment:
+        return Experiment(study_id=1, number=1, kind="proposal", status="discard",
+                          value=value, values=[value],
+                          curve=[[s, value + 1 / s] for s in range(1, 6)])
+
+    config = PruningConfig(pruner="median", startup_runs=3, warmup_steps=2)
+    assert RunJudge(config, True, "loss", [run(0.1), run(0.2)]).report(1, 9.0) is None
+    judge = RunJudge(config, True, "loss", [run(0.1), run(0.2), run(0.3)])
+    assert judge.report(1, 9.0) is None  # in its warmup
+    reason = judge.report(2, 9.0)
+    assert reason is not None and "step 2" in reason and "3 earlier runs" in reason
+    maximize = RunJudge(PruningConfig(pruner="median", startup_runs=1), False, "acc",
+                        [run(0.5)])
+    assert maximize.report(1, 9.0) is None  # higher is better here
