@@ -223,6 +223,9 @@ class Engine:
             params=dict(context.base_values)), log_path=self._log_path)
         if baseline.number > 0 and baseline.status == PENDING and not baseline.values:
             self.reporter.message("the last baseline failed: measuring it again")
+        if self.config.pruning.enabled and self.executor.name == "ray":
+            self.reporter.message("[pruning]: runs on the ray executor are not stopped early "
+                                  "yet; they run to their end and their curves are recorded")
         self._refresh()
 
     def _fill(self) -> None:
