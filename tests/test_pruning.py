@@ -8,13 +8,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 from conftest import commit_all, git
 
 from ratchet.cli import main
-from ratchet.config import PruningConfig
+from ratchet.config import PruningConfig, parse_config
 from ratchet.pruning import RunJudge
 from ratchet.records import Experiment
 from ratchet.steps import Curve, parse_line
@@ -177,3 +178,35 @@ def test_the_judge_waits_for_enough_earlier_runs_and_its_warmup() -> None:
     maximize = RunJudge(PruningConfig(pruner="median", startup_runs=1), False, "acc",
                         [run(0.5)])
     assert maximize.report(1, 9.0) is None  # higher is better here
+
+
+def test_the_curve_can_be_of_another_name_than_the_metric(tmp_path: Path) -> None:
+    from ratchet.execute.evaluate import Evaluator
+    from ratchet.execute.process import ProcessRunner
+
+    (tmp_path / "run.py").write_text(
+        "print('ratchet-step: 1 train_loss: 2.5')\nprint('ratchet-step: 1 loss: 9.0')\n"
+        "print('ratchet-step: 2 train_loss: 2.0')\nprint('loss: 1.5')\n")
+    task = RATCHET_TOML.replace('command = "python task.py"', 'command = "python run.py"') \
+        .replace('pruner = "median"', 'pruner = "median"\nmetric = "train_loss"')
+    config = parse_config(tomllib.loads(task), tmp_path)
+    assert config.step_metric == "train_loss"
+    result = Evaluator(config).evaluate(tmp_path, tmp_path / "run.log", ProcessRunner())
+    assert result.status == "ok" and result.value == 1.5
+    assert result.curve == [[1, 2.5], [2, 2.0]]  # the train_loss lines, not the loss line
+
+
+def test_the_report_counts_runs_stopped_and_compute_saved() -> None:
+    from ratchet.records import StudyRecord
+    from ratchet.reports.data import summarize
+
+    def e(number: int, status: str, saved: float = 0.0) -> Experiment:
+        return Experiment(study_id=1, number=number, kind="baseline" if number == 0 else "proposal",
+                          status=status, value=None if status == "pruned" else 1.0,
+                          values=[] if status == "pruned" else [1.0], saved_s=saved)
+
+    record = StudyRecord(name="s", task="t", repo_root="/r", base_commit="abc", proposer="tpe")
+    summary = summarize(record, [e(0, "keep"), e(1, "pruned", 30.0), e(2, "discard"),
+                                 e(3, "pruned", 12.5), e(4, "crash")], minimize=True)
+    assert summary.pruned_rate == pytest.approx(2 / 4) and summary.saved_s == 42.5
+    assert summary.crash_rate == pytest.approx(1 / 4)

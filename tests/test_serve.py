@@ -105,6 +105,8 @@ def test_the_page_follows_a_running_study(make_repo: Callable[..., Path], tmp_pa
             axis = page.evaluate("document.getElementById('curve').layout.yaxis.title.text")
             assert axis == "loss (minimize: lower is better)"
             assert "tick the compare box" in page.text_content("#compare")
+            studies = page.locator("#studies th").all_text_contents()
+            assert "pruned" in studies and "compute saved" in studies
             headers = page.locator("#experiments th").all_text_contents()
             assert headers[3:7] == ["better by", "holdout", "runs", "time"]
             # one diverged run among many close ones is left off the chart, and counted

@@ -227,6 +227,7 @@ def main() -> None:
         "cpu", enabled=False)
 
     steps, tokens, trained, loss_value = 0, 0, 0.0, float("nan")
+    recent, reported = [], 0  # training losses since the last report; the last tenth reported
     while trained < budget:
         start = time.perf_counter()
         for opt, lrs in zip(opts, initial_lrs, strict=True):
@@ -248,6 +249,15 @@ def main() -> None:
             trained += time.perf_counter() - start
         steps += 1
         tokens += x.numel()
+        recent.append(loss_value)
+        if int(10 * trained / budget) > reported and reported < 9:
+            # An intermediate value at each tenth of the budget (ratchet.steps' line format):
+            # the mean training loss since the last one. ratchet may stop a run whose curve
+            # is hopeless next to earlier runs'.
+            reported = int(10 * trained / budget)
+            mean = sum(recent) / len(recent)
+            print(f"ratchet-step: {10 * reported} train_loss: {mean:.4f}", flush=True)
+            recent = []
 
     torch.save({"config": model_config(), "state_dict": model.state_dict()}, "checkpoint.pt")
     if cuda:

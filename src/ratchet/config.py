@@ -65,6 +65,7 @@ class PruningConfig:
     """Stopping hopeless runs early, by their intermediate values (see `ratchet.pruning`)."""
 
     pruner: str = "none"
+    metric: str | None = None  # the intermediate values' name; default: the task's metric
     startup_runs: int = 5  # finished runs with curves before any run is stopped
     warmup_steps: int = 0  # a run is not stopped before this step
     percentile: float = 25.0  # the percentile pruner's: stop below the best 25 %
@@ -142,6 +143,11 @@ class TaskConfig:
     @property
     def minimize(self) -> bool:
         return self.metric.goal == "minimize"
+
+    @property
+    def step_metric(self) -> str:
+        """The name of the intermediate values a run reports (`ratchet.steps`)."""
+        return self.pruning.metric or self.metric.name
 
 
 def default_grace(budget_s: float) -> float:
@@ -374,7 +380,7 @@ def _parse_decision(reader: _Reader, section: dict[str, Any]) -> DecisionConfig:
 
 
 def _parse_pruning(reader: _Reader, section: dict[str, Any]) -> PruningConfig:
-    reader.only_keys(section, "pruning", {"pruner", "startup_runs", "warmup_steps",
+    reader.only_keys(section, "pruning", {"pruner", "metric", "startup_runs", "warmup_steps",
                                           "percentile"})
     pruner = reader.string(section, "pruning", "pruner") or "none"
     if pruner not in PRUNERS:
@@ -385,6 +391,7 @@ def _parse_pruning(reader: _Reader, section: dict[str, Any]) -> PruningConfig:
         reader.fail("pruning", "percentile", f"must be between 0 and 100, got {percentile:g}")
     return PruningConfig(
         pruner=pruner,
+        metric=reader.string(section, "pruning", "metric"),
         startup_runs=reader.integer(section, "pruning", "startup_runs", default=5, low=1),
         warmup_steps=reader.integer(section, "pruning", "warmup_steps", default=0, low=0),
         percentile=percentile)

@@ -359,7 +359,7 @@ class Engine:
         if not pruning.enabled or experiment.kind == BASELINE or experiment.values \
                 or experiment.status == KEEP:
             return None
-        return RunJudge(pruning, self.config.minimize, self.config.metric.name,
+        return RunJudge(pruning, self.config.minimize, self.config.step_metric,
                         self.store.experiments(self.context.id))
 
     def _code(self, experiment: Experiment) -> str:

@@ -191,7 +191,7 @@ class Evaluator:
         all_output = output
         _account(result, outcome)
         curve = Curve(cfg.minimize)
-        curve.add_text(output, cfg.metric.name)
+        curve.add_text(output, cfg.step_metric)
         result.curve = curve.pairs() or None
         if stopped is not None:
             result.status, result.reason = "pruned", stopped
@@ -256,7 +256,7 @@ class Evaluator:
                 phase.outcome = runner.run(command, sandbox, env, max(limit, 0.001), log,
                                            cfg.memory_limit_bytes)
             else:
-                watcher = StepWatcher(log, phase.offset, cfg.metric.name, cfg.minimize, monitor)
+                watcher = StepWatcher(log, phase.offset, cfg.step_metric, cfg.minimize, monitor)
                 running = runner.start(command, sandbox, env, log, cfg.memory_limit_bytes)
                 if running is not None:
                     watcher.start(running.proc.pid)

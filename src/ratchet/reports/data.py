@@ -18,6 +18,7 @@ from ratchet.records import (
     BASELINE,
     CRASH,
     KEEP,
+    PRUNED,
     TIMEOUT,
     VOID,
     Experiment,
@@ -48,6 +49,8 @@ class StudySummary:
     crash_rate: float
     timeout_rate: float
     void_rate: float
+    pruned_rate: float  # stopped early by [pruning]
+    saved_s: float  # compute the stopped runs did not spend
     compute_usd: float
     tokens_usd: float
     best_curve: list[float | None]  # after experiment 0, 1, 2, ...
@@ -87,7 +90,8 @@ def summarize(record: StudyRecord, experiments: Sequence[Experiment], minimize: 
         gain_outside_share=gain_out / total_gain if total_gain else None,
         outside_share_curve=outside_curve,
         crash_rate=_rate(proposals, CRASH), timeout_rate=_rate(proposals, TIMEOUT),
-        void_rate=_rate(proposals, VOID),
+        void_rate=_rate(proposals, VOID), pruned_rate=_rate(proposals, PRUNED),
+        saved_s=sum(e.saved_s for e in experiments),
         compute_usd=sum(e.cost_usd - e.llm_usd for e in experiments),
         tokens_usd=sum(e.llm_usd for e in experiments),
         best_curve=curve, dollars=dollars,
@@ -165,6 +169,8 @@ def _method(group: Sequence[StudySummary]) -> dict[str, Any]:
         "crash_rate": statistics.fmean(s.crash_rate for s in group),
         "timeout_rate": statistics.fmean(s.timeout_rate for s in group),
         "void_rate": statistics.fmean(s.void_rate for s in group),
+        "pruned_rate": statistics.fmean(s.pruned_rate for s in group),
+        "saved_s_mean": statistics.fmean(s.saved_s for s in group),
         "best_by_experiment": mean_curve([s.best_curve for s in group]),
         "best_by_dollar": dollar_curve(group),
         "outside_share": mean_curve([s.outside_share_curve for s in group]),
