@@ -14,7 +14,7 @@ def git_repo(files: dict[str, str]) -> Path:
     root = Path(tempfile.mkdtemp(prefix="ratchet-bench-"))
     for name, text in files.items():
         (root / name).write_text(text)
-    _commit(root)
+    commit_all(root)
     return root
 
 
@@ -50,11 +50,11 @@ def example_repo(name: str, replace: dict[str, tuple[str, str]] | None = None) -
         text = (root / path).read_text()
         assert old in text, f"{old!r} is not in {name}/{path}"
         (root / path).write_text(text.replace(old, new))
-    _commit(root)
+    commit_all(root)
     return root
 
 
-def _commit(root: Path) -> None:
+def commit_all(root: Path) -> None:
     for args in (["init", "-q"], ["add", "-A"],
                  ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"]):
         subprocess.run(["git", *args], cwd=root, check=True)

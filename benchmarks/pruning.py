@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import example_repo  # noqa: E402
+from _util import commit_all, example_repo  # noqa: E402
 
 from ratchet.study import open_study  # noqa: E402
 
@@ -44,7 +44,7 @@ def study_of(seed: int, budget: float, pruner: str, startup: int, proposals: int
         assert old in text, old
         text = text.replace(old, new)
     toml.write_text(text)
-    _commit(repo)
+    commit_all(repo)
     study = open_study(repo, f"prune-{pruner}", proposer="tpe", seed=seed)
     if max_usd is None:
         study.run(max_experiments=proposals + 1)  # the baseline is experiment 0
@@ -56,13 +56,6 @@ def study_of(seed: int, budget: float, pruner: str, startup: int, proposals: int
     return Outcome(len(runs), sum(e.status == "pruned" for e in runs),
                    sum(e.wall_s for e in runs), sum(e.cost_usd for e in runs), best.value,
                    study.record.sigma)
-
-
-def _commit(repo: Path) -> None:
-    import subprocess
-
-    subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam",
-                    "bench budget"], cwd=repo, check=True)
 
 
 def main() -> None:

@@ -172,6 +172,11 @@ def test_fill_quotes_and_commands_without_flags_are_left_alone() -> None:
     assert fill("run --a={a} --b={b}", {"a": "x y", "b": 1.5}) == "run --a='x y' --b=1.5"
     with pytest.raises(FlagsError, match="has no 'c'"):
         fill("run {c}", {})
+    with pytest.raises(FlagsError, match="would read as an option"):
+        fill("run --name {n}", {"n": "--eval-only"})
+    assert fill("run --lr {lr}", {"lr": -0.5}) == "run --lr -0.5"  # a number is a value
+    with pytest.raises(FlagsError, match="over 64 KiB"):  # would not even start
+        fill("run {n}", {"n": "x" * 200_000})
     levels = zip("abcdefghij", "bcdefghijk", strict=True)
     bomb = "a: &a {x: 1, y: 1}\n" + "".join(f"{c}: &{c} {{p: *{p}, q: *{p}, r: *{p}}}\n"
                                              for p, c in levels)

@@ -110,7 +110,9 @@ def test_a_hopeless_run_is_stopped_and_a_better_one_is_not(study: Study) -> None
     hopeless = candidate(study, 0.9)
     assert hopeless.status == "pruned", hopeless.reason
     assert hopeless.reason and hopeless.reason.startswith("pruned at step 1: loss 1.9")
-    assert hopeless.wall_s < 10 * STEP_S  # stopped within the first reporting interval
+    log = Path(hopeless.log_path or "").read_text()
+    assert "ratchet-step: 1 " in log and "ratchet-step: 4 " not in log  # stopped at once
+    assert hopeless.wall_s < 10 * STEP_S
     assert hopeless.value is None and hopeless.values == []
     assert not alive(child_pid(hopeless))  # the whole tree, its child included
     assert hopeless.saved_s > 0  # a full run would have taken longer

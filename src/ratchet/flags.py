@@ -24,6 +24,9 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 # small file name exponentially many settings).
 MAX_BYTES = 1 << 20
 MAX_SETTINGS = 10_000
+# One argument of a command line may hold 128 KiB on Linux; past that the process could not
+# even start, and that must be the candidate's failure, not ratchet's.
+MAX_COMMAND = 64 * 1024
 
 
 class FlagsError(Exception):
@@ -43,7 +46,10 @@ def fill(template: str, values: Mapping[str, Any], source: str = "the flags file
             raise FlagsError(f"{source} has no {name!r} for the command's {{{name}}}")
         return shlex.quote(_text(values[name], name, source))
 
-    return PLACEHOLDER.sub(value_of, template)
+    command = PLACEHOLDER.sub(value_of, template)
+    if len(command) > MAX_COMMAND:
+        raise FlagsError(f"the command filled from {source} is over {MAX_COMMAND // 1024} KiB")
+    return command
 
 
 def read_flags(path: Path, name: str) -> dict[str, Any]:
@@ -93,6 +99,9 @@ def _flatten(data: Mapping[Any, Any], prefix: str) -> Iterator[tuple[str, Any]]:
 
 
 def _text(value: Any, name: str, source: str) -> str:
+    if isinstance(value, str) and value.startswith("-"):
+        # A placeholder standing alone (`--lr {lr}`) would pass it as an option of its own.
+        raise FlagsError(f"{source}: {name!r} begins with '-', so it would read as an option")
     if isinstance(value, bool | int | float | str):
         return str(value)
     raise FlagsError(f"{source}: {name!r} is not a single value (a number, a string or "

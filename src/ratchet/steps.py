@@ -16,7 +16,7 @@ import math
 import re
 
 LINE = re.compile(r"^ratchet-step:\s*(?P<step>\d{1,12})\s+(?P<name>[\w./-]+):\s*(?P<value>\S+)\s*$")
-MAX_STEPS = 100_000  # per run: a flood of lines is cut here
+MAX_STEPS = 10_000  # per run: a flood of lines is cut here (the curve is stored)
 
 
 def report(step: int, value: float, name: str) -> None:
