@@ -4,7 +4,7 @@ The architecture, as layers from the bottom. A module imports only from its own 
 below, and never in a circle (tests/test_layers.py reads every import and checks both):
 
     1. errors, units, globs, records, flags, steps
-    2. llm, config, decide, pruning
+    2. llm, config, decide, pruning, fidelity
     3. execute, store
     4. knobs
     5. context

@@ -76,6 +76,20 @@ class PruningConfig:
 
 
 @dataclass(frozen=True)
+class FidelityConfig:
+    """Judging candidates at short horizons first (see `ratchet.fidelity`): every candidate
+    runs at `horizons[0]` of the budget, and only the best 1/`reduction_factor` at each horizon
+    go on to the next one, the last being the full budget."""
+
+    horizons: tuple[float, ...] = ()  # fractions of the budget, increasing, each below 1
+    reduction_factor: int = 3
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.horizons)
+
+
+@dataclass(frozen=True)
 class SandboxConfig:
     """What the code under evaluation may reach (see `ratchet.execute.sandbox`)."""
 
@@ -132,6 +146,7 @@ class TaskConfig:
     holdout_metric: str | None = None
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
     compute_usd_per_hour: float = 0.0
     space: tuple[Param, ...] = ()
     knob_files: tuple[str, ...] = ()  # files whose every setting is a knob (see ratchet.knobs)
@@ -195,7 +210,8 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -> TaskConfig:
     reader = _Reader(file_name)
     reader.only_sections(data, {"task", "metric", "holdout", "decision", "cost", "space",
-                                "agent", "sandbox", "resources", "knobs", "pruning"})
+                                "agent", "sandbox", "resources", "knobs", "pruning",
+                                "fidelity"})
     task = reader.section(data, "task", required=True)
     reader.only_keys(task, "task", {"name", "editable", "protected", "hidden", "command",
                                      "evaluate", "predict", "timeout", "budget", "budget_grace",
@@ -227,6 +243,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         metric=metric,
         decision=_parse_decision(reader, reader.section(data, "decision")),
         pruning=_parse_pruning(reader, reader.section(data, "pruning")),
+        fidelity=_parse_fidelity(reader, reader.section(data, "fidelity")),
         compute_usd_per_hour=_parse_cost(reader, reader.section(data, "cost")),
         space=_parse_space(reader, reader.section(data, "space")),
         **_parse_knobs(reader, reader.section(data, "knobs"), editable),
@@ -395,6 +412,22 @@ def _parse_pruning(reader: _Reader, section: dict[str, Any]) -> PruningConfig:
         startup_runs=reader.integer(section, "pruning", "startup_runs", default=5, low=1),
         warmup_steps=reader.integer(section, "pruning", "warmup_steps", default=0, low=0),
         percentile=percentile)
+
+
+def _parse_fidelity(reader: _Reader, section: dict[str, Any]) -> FidelityConfig:
+    reader.only_keys(section, "fidelity", {"horizons", "reduction_factor"})
+    horizons = section.get("horizons", [])
+    if not isinstance(horizons, list) or not all(_is_number(h) for h in horizons):
+        reader.fail("fidelity", "horizons", f"must be a list of numbers, got {horizons!r}")
+    if any(not 0 < h < 1 for h in horizons):
+        reader.fail("fidelity", "horizons", "each must be a fraction of the budget between 0 "
+                    f"and 1 (the full budget is always the last), got {horizons}")
+    if any(a >= b for a, b in zip(horizons, horizons[1:], strict=False)):
+        reader.fail("fidelity", "horizons", f"must increase, got {horizons}")
+    return FidelityConfig(
+        horizons=tuple(float(h) for h in horizons),
+        reduction_factor=reader.integer(section, "fidelity", "reduction_factor", default=3,
+                                        low=2))
 
 
 def _alpha(reader: _Reader, section: dict[str, Any]) -> float:

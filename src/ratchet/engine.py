@@ -31,6 +31,8 @@ from ratchet.errors import PatchRejected, RatchetError
 from ratchet.execute.evaluate import RunResult
 from ratchet.execute.executor import LOST, Executor, Job
 from ratchet.execute.process import kill_group
+from ratchet.fidelity import Promotion, next_horizon
+from ratchet.fidelity import judge as judge_promotion
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 from ratchet.pruning import RunJudge, unspent_s
 from ratchet.records import (
@@ -346,10 +348,12 @@ class Engine:
 
     def _submit(self, experiment: Experiment) -> None:
         env = {"RATCHET_STUDY": self.context.name, "RATCHET_EXPERIMENT": str(experiment.number)}
+        horizon = next_horizon(self.config.fidelity, experiment)
         job = Job(number=experiment.number, code=lambda: self._code(experiment),
                   log=Path(experiment.log_path or self._log_path(experiment.number)), env=env,
                   on_start=lambda pgid: self._run_started(experiment, pgid),
-                  monitor=self._run_judge(experiment))
+                  monitor=None if horizon < 1.0 else self._run_judge(experiment),
+                  horizon=horizon)
         self.in_flight[self.executor.submit(job)] = experiment
 
     def _run_judge(self, experiment: Experiment) -> RunJudge | None:
@@ -403,14 +407,16 @@ class Engine:
         if built is not None:
             experiment.commit, experiment.diff, experiment.scope = built
         _account(experiment, result, self.config.compute_usd_per_hour)
-        if experiment.curve is None:
-            experiment.curve = result.curve  # the first run's
-        if result.status == PRUNED:
-            experiment.saved_s = unspent_s(result.wall_s, self.store.experiments(self.context.id))
+        if experiment.curve is None and result.horizon == 1.0:
+            experiment.curve = result.curve  # the first full run's
+        promotion = self._promotion(experiment, result)
+        if result.status == PRUNED or (promotion is not None and not promotion.promoted):
+            experiment.saved_s = unspent_s(experiment.wall_s,
+                                           self.store.experiments(self.context.id))
         self.progress.spent_usd += result.wall_s * self.config.compute_usd_per_hour / 3600.0
         try:
             with self.store.judging(self.context.id, self.driver_id) as tx:
-                verdicts = self._record(tx, experiment, result)
+                verdicts = self._record(tx, experiment, result, promotion)
         except ClaimLost as exc:
             self.reporter.message(f"{exc}: another driver took it over; this run is dropped")
             return
@@ -421,7 +427,17 @@ class Engine:
         if verdicts.baseline_failed is not None:
             self._baseline_failed(verdicts.baseline_failed)
 
-    def _record(self, tx: Judgement, experiment: Experiment, result: RunResult) -> _Verdicts:
+    def _promotion(self, experiment: Experiment, result: RunResult) -> Promotion | None:
+        """For a successful run at a short horizon, whether the candidate goes on (decided
+        outside the study's lock: it replays every value at that horizon)."""
+        if result.horizon >= 1.0 or result.status != "ok" or result.value is None:
+            return None
+        rivals = [e for e in self.store.experiments(self.context.id) if e.id != experiment.id]
+        return judge_promotion(self.config.fidelity, self.config.minimize, result.value,
+                               len(experiment.screens), rivals)
+
+    def _record(self, tx: Judgement, experiment: Experiment, result: RunResult,
+                promotion: Promotion | None = None) -> _Verdicts:
         verdicts = _Verdicts()
         experiment.pgid = None
         if experiment.status == KEEP:
@@ -440,6 +456,9 @@ class Engine:
                 verdicts.baseline_failed = experiment
             return verdicts
         assert result.value is not None
+        if promotion is not None:
+            self._screened(tx, experiment, promotion, verdicts)
+            return verdicts
         experiment.values = [*experiment.values, result.value]
         experiment.secondary = {**experiment.secondary, **result.secondary}
         if result.holdout is not None:
@@ -452,6 +471,18 @@ class Engine:
         else:
             self._judge(tx, experiment, verdicts)
         return verdicts
+
+    def _screened(self, tx: Judgement, experiment: Experiment, promotion: Promotion,
+                  verdicts: _Verdicts) -> None:
+        """After a short run: promoted to the next horizon (queued again), or stopped."""
+        experiment.screens = [*experiment.screens, [promotion.horizon, promotion.value]]
+        experiment.decision = promotion.to_dict()
+        if promotion.promoted:
+            experiment.status = PENDING
+            tx.save(experiment, release=True)
+            return
+        experiment.status, experiment.reason = PRUNED, promotion.reason
+        self._close(tx, experiment, verdicts)
 
     def _judge_baseline(self, tx: Judgement, experiment: Experiment,
                         verdicts: _Verdicts) -> None:

@@ -22,8 +22,6 @@ from ratchet.execute.process import ProcessRunner
 from ratchet.records import GeneralizationRun
 from ratchet.study import Study
 
-HORIZON_VARIABLE = "RATCHET_HORIZON"
-
 
 def generalize_study(study: Study, horizons: Sequence[float], runs: int,
                      announce: Callable[[str], None] = lambda _: None) -> int:
@@ -48,7 +46,7 @@ def generalize_study(study: Study, horizons: Sequence[float], runs: int,
         log = context.state_dir / "logs" / study.name / name
         log.parent.mkdir(parents=True, exist_ok=True)
         result = context.evaluator.evaluate(worktree, log, ProcessRunner(context.launcher),
-                                          {HORIZON_VARIABLE: f"{horizon:g}"}, horizon=horizon)
+                                          horizon=horizon)
         study.store.add_generalization(GeneralizationRun(
             study_id=study.id, experiment_number=best.number, horizon=horizon, run=run,
             status=result.status, value=result.value if result.status == "ok" else None,

@@ -12,8 +12,11 @@ from typing import Any
 # statuses never change; only a kept experiment gains runs when it is measured again.
 PENDING, RUNNING, WAITING = "pending", "running", "waiting"
 KEEP, DISCARD, CRASH, TIMEOUT, VOID = "keep", "discard", "crash", "timeout", "void"
-# Stopped early: its curve was worse than earlier runs' at the same step (ratchet.pruning).
+# Stopped early: its curve was worse than earlier runs' at the same step (ratchet.pruning), or
+# its value at a short horizon was not good enough to go on (ratchet.fidelity).
 PRUNED = "pruned"
+# The `rule` of the decision that stopped a candidate after a short run (ratchet.fidelity).
+PROMOTION_RULE = "successive-halving"
 UNFINISHED = (PENDING, RUNNING, WAITING)
 FINISHED = (KEEP, DISCARD, CRASH, TIMEOUT, VOID, PRUNED)
 FAILED = (CRASH, TIMEOUT, VOID)
@@ -84,6 +87,8 @@ class Experiment:
     # The intermediate values of its first run, [step, value] pairs (ratchet.steps)
     curve: list[list[float]] | None = None
     saved_s: float = 0.0  # compute a pruned run did not spend, estimated from full runs
+    # Its runs at short horizons, [horizon, value] pairs, one per rung (ratchet.fidelity)
+    screens: list[list[float]] = field(default_factory=list)
     created_at: datetime | None = None
     finished_at: datetime | None = None
     id: int | None = None
@@ -91,6 +96,11 @@ class Experiment:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def not_promoted(self) -> bool:
+        """Stopped after a run at a short horizon, rather than pruned mid-run."""
+        return self.status == PRUNED and (self.decision or {}).get("rule") == PROMOTION_RULE
 
 
 @dataclass

@@ -36,6 +36,7 @@ SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 # A protected evaluate phase may void a run it refuses to score (a non-causal model, say).
 VOID_LINE = re.compile(r"^ratchet-void:\s*(?P<reason>.+)$", re.MULTILINE)
 BUDGET_VARIABLE = "RATCHET_TIME_BUDGET"  # seconds the command phase may train
+HORIZON_VARIABLE = "RATCHET_HORIZON"  # the run's multiple of the task's budget
 PREDICT_VARIABLE = "RATCHET_PREDICT_FDS"  # "<write fd>,<read fd>" of the pipes to `predict`
 PREDICT_EXIT_GRACE_S = 2.0
 # Files Python imports: code the command phase writes could shadow a module the protected
@@ -67,6 +68,7 @@ class RunResult:
     peak_mem_mb: float = 0.0
     slot: int | None = None  # the executor's slot it ran in
     curve: list[list[float]] | None = None  # its intermediate values, [step, value] pairs
+    horizon: float = 1.0  # the fraction of the task's budget it ran for
 
 
 def scrub_env(environ: Mapping[str, str], allow: Iterable[str] = (),
@@ -174,13 +176,14 @@ class Evaluator:
         """One run of the code in `worktree`; `monitor`, if given, sees its intermediate
         values as they come and may stop it (status `pruned`)."""
         cfg = self.config
-        env = {**self.environment(), **(extra_env or {})}
+        env = {**self.environment(), **(extra_env or {}), HORIZON_VARIABLE: f"{horizon:g}"}
         if cfg.budget_s is not None:
             env[BUDGET_VARIABLE] = f"{cfg.budget_s * horizon:g}"
-        deadline = time.monotonic() + cfg.timeout_s * horizon
+        # A shorter horizon keeps the whole timeout: start-up and evaluation do not shrink.
+        deadline = time.monotonic() + cfg.timeout_s * max(horizon, 1.0)
         expected = protected_digest(worktree, cfg.protected)
         code_before = _code_digest(worktree)
-        result = RunResult(status="ok")
+        result = RunResult(status="ok", horizon=horizon)
         try:
             command = self._filled(cfg.command, worktree)
         except FlagsError as exc:  # the flags file is the proposer's: its problem is a crash

@@ -31,6 +31,7 @@ class Job:
     env: Mapping[str, str] = field(default_factory=dict)
     on_start: Callable[[int], None] | None = None  # the run's process group, once started
     monitor: StepMonitor | None = None  # sees its intermediate values; may stop it early
+    horizon: float = 1.0  # the fraction of the task's budget it runs for (ratchet.fidelity)
 
 
 class Executor(ABC):

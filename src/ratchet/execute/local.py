@@ -51,7 +51,7 @@ class LocalExecutor(Executor):
                 env["CUDA_VISIBLE_DEVICES"] = slot.gpu
             assert slot.runner is not None
             result = self.evaluator.evaluate(slot.worktree, job.log, slot.runner, env,
-                                             monitor=job.monitor)
+                                             horizon=job.horizon, monitor=job.monitor)
             result.slot = slot.index
             return result
         finally:

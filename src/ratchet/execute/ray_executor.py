@@ -35,8 +35,8 @@ WARM_UP_HOLD_S = 1.0
 _CHECKED: set[str] = set()  # sandbox modes checked in this worker process
 
 
-def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str]
-                     ) -> tuple[RunResult, bytes]:
+def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str],
+                     horizon: float = 1.0) -> tuple[RunResult, bytes]:
     """On the worker: unpack the code state, evaluate it in the sandbox, return the result and
     the log."""
     with tempfile.TemporaryDirectory(prefix="ratchet-ray-") as scratch:
@@ -46,7 +46,8 @@ def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str]
             tar.extractall(tree, filter="data")
         _check_sandbox(config.sandbox.mode)
         launcher = launcher_for(config.sandbox.mode)
-        result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env)
+        result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env,
+                                            horizon=horizon)
         return result, log.read_bytes() if log.exists() else b""
 
 
@@ -118,7 +119,7 @@ class RayExecutor(Executor):
         with self.lock:
             if self.cancelled:
                 return RunResult(status="interrupted", reason="cancelled before it started")
-            ref = self.remote.remote(archive, self.config, dict(job.env))
+            ref = self.remote.remote(archive, self.config, dict(job.env), job.horizon)
             self.running.add(ref)
         try:
             result, log = self.ray.get(ref)

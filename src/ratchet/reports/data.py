@@ -9,7 +9,7 @@ search and holdout metric. Per method: those curves' mean and spread across seed
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,7 +49,8 @@ class StudySummary:
     crash_rate: float
     timeout_rate: float
     void_rate: float
-    pruned_rate: float  # stopped early by [pruning]
+    pruned_rate: float  # stopped mid-run by [pruning]
+    unpromoted_rate: float  # stopped after a short run by [fidelity]
     saved_s: float  # compute the stopped runs did not spend
     compute_usd: float
     tokens_usd: float
@@ -90,7 +91,9 @@ def summarize(record: StudyRecord, experiments: Sequence[Experiment], minimize: 
         gain_outside_share=gain_out / total_gain if total_gain else None,
         outside_share_curve=outside_curve,
         crash_rate=_rate(proposals, CRASH), timeout_rate=_rate(proposals, TIMEOUT),
-        void_rate=_rate(proposals, VOID), pruned_rate=_rate(proposals, PRUNED),
+        void_rate=_rate(proposals, VOID),
+        pruned_rate=_share(proposals, lambda e: e.status == PRUNED and not e.not_promoted),
+        unpromoted_rate=_share(proposals, lambda e: e.not_promoted),
         saved_s=sum(e.saved_s for e in experiments),
         compute_usd=sum(e.cost_usd - e.llm_usd for e in experiments),
         tokens_usd=sum(e.llm_usd for e in experiments),
@@ -100,7 +103,11 @@ def summarize(record: StudyRecord, experiments: Sequence[Experiment], minimize: 
 
 
 def _rate(experiments: Sequence[Experiment], status: str) -> float:
-    return sum(e.status == status for e in experiments) / len(experiments) if experiments else 0.0
+    return _share(experiments, lambda e: e.status == status)
+
+
+def _share(experiments: Sequence[Experiment], which: Callable[[Experiment], bool]) -> float:
+    return sum(which(e) for e in experiments) / len(experiments) if experiments else 0.0
 
 
 def mean_curve(curves: Sequence[Sequence[float | None]]) -> dict[str, list[float | None]]:
@@ -170,6 +177,7 @@ def _method(group: Sequence[StudySummary]) -> dict[str, Any]:
         "timeout_rate": statistics.fmean(s.timeout_rate for s in group),
         "void_rate": statistics.fmean(s.void_rate for s in group),
         "pruned_rate": statistics.fmean(s.pruned_rate for s in group),
+        "unpromoted_rate": statistics.fmean(s.unpromoted_rate for s in group),
         "saved_s_mean": statistics.fmean(s.saved_s for s in group),
         "best_by_experiment": mean_curve([s.best_curve for s in group]),
         "best_by_dollar": dollar_curve(group),

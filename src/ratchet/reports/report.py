@@ -219,17 +219,19 @@ def _scope_table(data: dict[str, Any]) -> str:
 
 def _failure_table(data: dict[str, Any]) -> str:
     rows = [[m, _pct(v["crash_rate"]), _pct(v["timeout_rate"]), _pct(v["void_rate"]),
-             _pct(v["pruned_rate"]), f"{v['saved_s_mean']:.0f}"]
+             _pct(v["pruned_rate"]), _pct(v["unpromoted_rate"]), f"{v['saved_s_mean']:.0f}"]
             for m, v in data["methods"].items()]
     rows += [[r["method"], _pct(r["crash_rate"]), _pct(r["timeout_rate"]),
-              _pct(r["void_rate"]), _pct(r["pruned_rate"]), f"{r['saved_s']:.0f}"]
-             for r in data["references"]]
+              _pct(r["void_rate"]), _pct(r["pruned_rate"]), _pct(r["unpromoted_rate"]),
+              f"{r['saved_s']:.0f}"] for r in data["references"]]
     return _table("Failures and early stops", "failures",
-                  ["method", "crash", "timeout", "void", "pruned", "compute saved (s)"], rows,
+                  ["method", "crash", "timeout", "void", "pruned mid-run", "not promoted",
+                   "compute saved (s)"], rows,
                   "Share of proposed experiments (baseline excluded) that crashed, timed out, "
-                  "were voided (a rule broken, a protected file touched, no change) or were "
-                  "stopped early as hopeless ([pruning]); and the compute the stopped runs did "
-                  "not spend (a typical full run's time less their own), mean per study.")
+                  "were voided (a rule broken, a protected file touched, no change), were "
+                  "stopped mid-run as hopeless ([pruning]) or stopped after a short run, not "
+                  "promoted to the full budget ([fidelity]); and the compute the stopped runs "
+                  "did not spend (a typical full run's time less their own), mean per study.")
 
 
 def _generalization_table(data: dict[str, Any]) -> str:

@@ -133,6 +133,8 @@ class _ExperimentRow(_Base):
     log_path: Mapped[str | None] = mapped_column(sa.Text)
     curve: Mapped[list[list[float]] | None] = mapped_column(sa.JSON)
     saved_s: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    screens: Mapped[list[list[float]]] = mapped_column(sa.JSON, default=list,
+                                                       server_default="[]")
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
