@@ -1,12 +1,19 @@
-"""Early stopping: TPE with and without pruning on examples/tinygpt (CPU, a shortened budget),
-the same seeds and the same number of proposals, in one run; then the pruning study again with
-the dollars the unpruned one spent, to see what the saved compute buys. The keep rule is
-noise-aware with 2 baseline runs and at most 3 runs of a candidate, to keep the run short.
+"""Early stopping: TPE with and without it, the same seeds and the same number of proposals,
+in one run; then with early stopping again at the dollars the full-run study spent, to see
+what the saved compute buys.
 
-Goal: >= 40 % less compute at a final best within the noise (the unpruned study's sigma) of
-the unpruned study; at an equal dollar budget, a final best at least as good.
+- examples/tinygpt (CPU, a shortened budget): early stopping is the task file's own, a median
+  pruner on the training-loss curve and [fidelity] horizons = [0.25] (a quarter-budget run
+  first; the best third go on);
+- examples/digits: [fidelity] horizons = [0.25] (a quarter of the epochs first); it reports no
+  curve.
 
-    python benchmarks/pruning.py [--budget 6] [--proposals 12] [--seeds 0] [--no-equal-dollars]
+The keep rule is noise-aware with 2 baseline runs and at most 3 runs of a candidate, to keep
+the run short. Goal: >= 40 % less compute at a final best within the noise (2 sigma of the
+full-run study); at an equal dollar budget, a final best at least as good.
+
+    python benchmarks/pruning.py [--examples tinygpt,digits] [--budget 6] [--proposals 12]
+                                 [--seeds 0] [--no-equal-dollars]
 """
 
 from __future__ import annotations
@@ -21,71 +28,95 @@ from _util import commit_all, example_repo  # noqa: E402
 
 from ratchet.study import open_study  # noqa: E402
 
+GOAL = 0.40
+
 
 @dataclass
 class Outcome:
     experiments: int
     pruned: int
+    not_promoted: int
     compute_s: float
     usd: float
     best: float
     sigma: float | None
 
 
-def study_of(seed: int, budget: float, pruner: str, startup: int, proposals: int,
+def task_file(example: str, text: str, early: bool, budget: float) -> str:
+    """One arm's task file: early stopping on or off, and the shorter keep decision."""
+    if example == "tinygpt":
+        changes = [('budget = "60s"', f'budget = "{budget:g}s"'),
+                   ("baseline_runs = 3", "baseline_runs = 2\nmax_runs = 3")]
+        if not early:
+            changes += [('pruner = "median"', 'pruner = "none"'),
+                        ("horizons = [0.25]", "horizons = []")]
+    else:
+        changes = [("baseline_runs = 2", "baseline_runs = 2\nmax_runs = 3")]
+        text += f"\n[fidelity]\nhorizons = {'[0.25]' if early else '[]'}\n"
+    for old, new in changes:
+        assert old in text, f"{old!r} is not in {example}/ratchet.toml"
+        text = text.replace(old, new, 1)
+    return text
+
+
+def study_of(example: str, seed: int, early: bool, args: argparse.Namespace,
              max_usd: float | None = None) -> Outcome:
-    repo = example_repo("tinygpt")
+    repo = example_repo(example)
     toml = repo / "ratchet.toml"
-    text = toml.read_text()
-    for old, new in (('pruner = "median"', f'pruner = "{pruner}"'),
-                     ("startup_runs = 5", f"startup_runs = {startup}"),
-                     ('budget = "60s"', f'budget = "{budget:g}s"'),
-                     ("baseline_runs = 3", "baseline_runs = 2\nmax_runs = 3")):
-        assert old in text, old
-        text = text.replace(old, new)
-    toml.write_text(text)
+    toml.write_text(task_file(example, toml.read_text(), early, args.budget))
     commit_all(repo)
-    study = open_study(repo, f"prune-{pruner}", proposer="tpe", seed=seed)
+    study = open_study(repo, "early" if early else "full", proposer="tpe", seed=seed)
     if max_usd is None:
-        study.run(max_experiments=proposals + 1)  # the baseline is experiment 0
+        study.run(max_experiments=args.proposals + 1)  # the baseline is experiment 0
     else:
         study.run(max_usd=max_usd)
     runs = study.experiments()
     best = study.best()
     assert best is not None and best.value is not None
     return Outcome(len(runs), sum(e.status == "pruned" for e in runs),
-                   sum(e.wall_s for e in runs), sum(e.cost_usd for e in runs), best.value,
-                   study.record.sigma)
+                   sum(e.not_promoted for e in runs), sum(e.wall_s for e in runs),
+                   sum(e.cost_usd for e in runs), best.value, study.record.sigma)
+
+
+def compare(example: str, seed: int, args: argparse.Namespace) -> None:
+    full = study_of(example, seed, False, args)
+    early = study_of(example, seed, True, args)
+    arms = [("full runs", full), ("early stopping", early)]
+    if not args.no_equal_dollars:
+        arms.append(("early, same $", study_of(example, seed, True, args, max_usd=full.usd)))
+    for name, o in arms:
+        sigma = f"{o.sigma:.4f}" if o.sigma is not None else "-"
+        print(f"{example:>8} {seed:>4} {name:>15} {o.experiments:>5} {o.pruned:>6} "
+              f"{o.not_promoted:>6} {o.compute_s:>10.1f} {o.usd:>8.4f} {o.best:>10.4f} "
+              f"{sigma:>8}", flush=True)
+    saved = 1 - early.compute_s / full.compute_s
+    gap = early.best - full.best
+    within = abs(gap) <= 2 * (full.sigma or 0.0)
+    print(f"{example} seed {seed}: early stopping spent {saved:.0%} less compute (goal >= "
+          f"{GOAL:.0%}); its best is {gap:+.4f} from the full-run best ("
+          f"{'within' if within else 'outside'} 2 sigma)", flush=True)
+    if len(arms) == 3:
+        at_same = arms[2][1].best - full.best
+        print(f"{example} seed {seed}: at the full-run study's dollars, early stopping's best "
+              f"is {at_same:+.4f} from the full-run best", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--budget", type=float, default=6.0, help="seconds of training a run")
+    parser.add_argument("--examples", default="tinygpt,digits")
+    parser.add_argument("--budget", type=float, default=6.0,
+                        help="seconds of training a tinygpt run")
     parser.add_argument("--proposals", type=int, default=12)
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--startup", type=int, default=4, help="[pruning] startup_runs")
     parser.add_argument("--no-equal-dollars", action="store_true")
     args = parser.parse_args()
-    print(f"tinygpt on CPU, {args.budget:g} s of training a run, TPE, {args.proposals} "
-          f"proposals, median pruner on train_loss (startup {args.startup}, warmup 30 %)")
-    print(f"{'seed':>4} {'arm':>14} {'exps':>5} {'pruned':>6} {'compute s':>10} {'$':>8} "
-          f"{'best val_bpb':>12} {'sigma':>8}")
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        plain = study_of(seed, args.budget, "none", args.startup, args.proposals)
-        pruned = study_of(seed, args.budget, "median", args.startup, args.proposals)
-        arms = [("no pruning", plain), ("pruning", pruned)]
-        if not args.no_equal_dollars:
-            arms.append(("pruning, same $", study_of(seed, args.budget, "median", args.startup,
-                                                     args.proposals, max_usd=plain.usd)))
-        for name, o in arms:
-            sigma = f"{o.sigma:.4f}" if o.sigma is not None else "-"
-            print(f"{seed:>4} {name:>14} {o.experiments:>5} {o.pruned:>6} {o.compute_s:>10.1f} "
-                  f"{o.usd:>8.4f} {o.best:>12.4f} {sigma:>8}")
-        saved = 1 - pruned.compute_s / plain.compute_s
-        within = plain.sigma is not None and abs(pruned.best - plain.best) <= 2 * plain.sigma
-        print(f"seed {seed}: pruning spent {saved:.0%} less compute (goal >= 40 %); its best "
-              f"is {pruned.best - plain.best:+.4f} from the unpruned best "
-              f"({'within' if within else 'outside'} 2 sigma)", flush=True)
+    print(f"TPE, {args.proposals} proposals; tinygpt on CPU with {args.budget:g} s of training "
+          "a run; 'pruned' counts both kinds of stop, 'short' those stopped after a short run")
+    print(f"{'example':>8} {'seed':>4} {'arm':>15} {'exps':>5} {'pruned':>6} {'short':>6} "
+          f"{'compute s':>10} {'$':>8} {'best':>10} {'sigma':>8}")
+    for example in args.examples.split(","):
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            compare(example, seed, args)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ def study(tmp_path: Path) -> Study:
     return make_study(tmp_path)
 
 
-def test_candidates_run_short_first_and_only_the_promising_run_in_full(study: Study) -> None:
+def test_candidates_run_short_first_and_only_the_promising_run_in_full(
+        study: Study, capsys: pytest.CaptureFixture[str]) -> None:
     baseline = study.experiments()[0]
     assert runs(baseline) == [("1", "40")] and baseline.screens == []
 
@@ -101,6 +102,10 @@ def test_candidates_run_short_first_and_only_the_promising_run_in_full(study: St
     assert worse.reason == "not promoted at horizon 0.5: 1.3 ranks 2 of 2 (the best 1 go on)"
     assert worse.not_promoted and worse.decision and worse.decision["competitors"] == 2
     assert worse.saved_s > 0  # a full run would have taken longer
+    assert main(["show", "--repo", str(study.repo.root), str(worse.number)]) == 0
+    shown = capsys.readouterr().out
+    assert "short runs: 1.3 at horizon 0.5" in shown
+    assert f"decision: {worse.reason}" in shown
 
     better = candidate(study, 0.3)  # 0.8 beats 0.9 and 1.3
     assert runs(better) == [("0.5", "20"), ("1", "40")] and better.status == "keep"

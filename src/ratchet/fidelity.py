@@ -45,7 +45,7 @@ class Promotion:
 
     def to_dict(self) -> dict[str, object]:
         return {"rule": PROMOTION_RULE, "verdict": "promoted" if self.promoted else "pruned",
-                **asdict(self)}
+                "reason": self.reason, **asdict(self)}
 
 
 def next_horizon(config: FidelityConfig, experiment: Experiment) -> float:
