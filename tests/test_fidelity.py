@@ -22,14 +22,20 @@ from ratchet.reports.data import summarize
 from ratchet.study import Study, open_study
 
 TASK_PY = """\
-import os
+import os, time
 A = 0.5
 SHORT = {}  # what the code claims at a horizon, where it lies
 h = float(os.environ["RATCHET_HORIZON"])
 print(f"run: horizon {h:g} budget {os.environ['RATCHET_TIME_BUDGET']}")
+time.sleep(0.5 * h)  # training, for its share of the budget
 loss = SHORT.get(h, A + (1 - h))
 print(f"loss: {loss}")
+open("measured.txt", "w").write(str(loss))  # the trained "model", for a protected evaluator
+FORGED = None  # a metric line the code prints after the real one, whatever it measured
+if FORGED is not None:
+    print(f"loss: {FORGED}")
 """
+EVALUATE_PY = 'print(f"loss: {open(\'measured.txt\').read()}")\n'
 
 RATCHET_TOML = """\
 [task]
@@ -40,6 +46,10 @@ timeout = "60s"
 
 [metric]
 name = "loss"
+
+[holdout]
+command = "python -c 'print(4.0)'"
+metric = "loss"
 
 [decision]
 rule = "greedy"
@@ -57,11 +67,17 @@ A = { float = [0.0, 1.0] }
 """
 
 
-def make_study(tmp_path: Path, horizons: str = "[0.5]") -> Study:
+def make_study(tmp_path: Path, horizons: str = "[0.5]", protected_evaluator: bool = False
+               ) -> Study:
     repo = tmp_path / "fidelity"
     repo.mkdir()
     (repo / "task.py").write_text(TASK_PY)
-    (repo / "ratchet.toml").write_text(RATCHET_TOML.replace("HORIZONS", horizons))
+    toml = RATCHET_TOML.replace("HORIZONS", horizons)
+    if protected_evaluator:
+        (repo / "evaluate.py").write_text(EVALUATE_PY)
+        toml = toml.replace('command = "python task.py"', 'command = "python task.py"\n'
+                            'evaluate = "python evaluate.py"\nprotected = ["evaluate.py"]')
+    (repo / "ratchet.toml").write_text(toml)
     git(repo, "init", "-q")
     commit_all(repo, "initial")
     study = open_study(repo, "f", proposer="random", seed=0)
@@ -69,11 +85,19 @@ def make_study(tmp_path: Path, horizons: str = "[0.5]") -> Study:
     return study
 
 
-def candidate(study: Study, a: float, short: dict[float, float] | None = None) -> Experiment:
+def candidate(study: Study, a: float, short: dict[float, float] | None = None,
+              forged: float | None = None) -> Experiment:
     after = TASK_PY.replace("A = 0.5", f"A = {a}").replace("SHORT = {}", f"SHORT = {short or {}}")
+    after = after.replace("FORGED = None", f"FORGED = {forged}")
     patch = "".join(difflib.unified_diff(TASK_PY.splitlines(True), after.splitlines(True),
                                          "a/task.py", "b/task.py"))
     return study.try_patch(patch, onto_base=True)
+
+
+def short_values(e: Experiment) -> list[list[float]]:
+    """Its [horizon, value] pairs (a screen also records its run's time)."""
+    assert all(len(screen) == 3 and screen[2] > 0 for screen in e.screens)
+    return [screen[:2] for screen in e.screens]
 
 
 def runs(e: Experiment) -> list[tuple[str, str]]:
@@ -88,26 +112,34 @@ def study(tmp_path: Path) -> Study:
 
 def test_candidates_run_short_first_and_only_the_promising_run_in_full(
         study: Study, capsys: pytest.CaptureFixture[str]) -> None:
-    baseline = study.experiments()[0]
-    assert runs(baseline) == [("1", "40")] and baseline.screens == []
+    baseline = study.experiments()[0]  # run short once, as the reference, then in full
+    assert runs(baseline) == [("0.5", "20"), ("1", "40")]
+    assert short_values(baseline) == [[0.5, pytest.approx(1.0)]]
+    assert baseline.values == [pytest.approx(0.5)] and baseline.status == "keep"
 
-    first = candidate(study, 0.4)  # alone at the short horizon: promoted
+    first = candidate(study, 0.4)  # 0.9 beats the baseline's 1.0 at half the budget
     assert runs(first) == [("0.5", "20"), ("1", "40")]
-    assert first.screens == [[0.5, pytest.approx(0.9)]]
+    assert short_values(first) == [[0.5, pytest.approx(0.9)]]
     assert first.values == [pytest.approx(0.4)] and first.status == "keep"
 
-    worse = candidate(study, 0.8)  # 1.3 at half the budget, second of two: stopped there
+    worse = candidate(study, 0.8)  # 1.3 at half the budget, last of three: stopped there
     assert runs(worse) == [("0.5", "20")]
+    holdouts = [Path(e.log_path or "").read_text().count("==> ratchet: holdout:")
+                for e in (first, worse)]
+    assert holdouts == [1, 0]  # a short run's holdout would go unused: not run
     assert worse.status == "pruned" and worse.values == [] and worse.value is None
-    assert worse.reason == "not promoted at horizon 0.5: 1.3 ranks 2 of 2 (the best 1 go on)"
-    assert worse.not_promoted and worse.decision and worse.decision["competitors"] == 2
-    assert worse.saved_s > 0  # a full run would have taken longer
+    assert worse.reason == "not promoted at horizon 0.5: 1.3 ranks 3 of 3 (the best 1 go on)"
+    assert worse.not_promoted and worse.decision and worse.decision["competitors"] == 3
+    # What it did not spend: a typical full run's time (its short run's left out) less its own
+    full_runs = sorted(e.wall_s - sum(s[2] for s in e.screens) for e in (baseline, first))
+    assert worse.saved_s == pytest.approx(sum(full_runs) / 2 - worse.wall_s)
+    assert worse.saved_s > 0.1
     assert main(["show", "--repo", str(study.repo.root), str(worse.number)]) == 0
     shown = capsys.readouterr().out
-    assert "short runs: 1.3 at horizon 0.5" in shown
+    assert f"short runs: 1.3 at horizon 0.5 ({worse.screens[0][2]:.1f}s)" in shown
     assert f"decision: {worse.reason}" in shown
 
-    better = candidate(study, 0.3)  # 0.8 beats 0.9 and 1.3
+    better = candidate(study, 0.3)  # 0.8 beats 1.0, 0.9 and 1.3
     assert runs(better) == [("0.5", "20"), ("1", "40")] and better.status == "keep"
     best = study.best()
     assert best is not None and best.number == better.number
@@ -117,18 +149,29 @@ def test_a_short_run_can_end_a_candidate_but_never_keep_one(study: Study) -> Non
     candidate(study, 0.4)
     liar = candidate(study, 0.9, short={0.5: 0.0})  # perfect at the short horizon only
     assert runs(liar) == [("0.5", "20"), ("1", "40")]
-    assert liar.screens == [[0.5, 0.0]] and liar.values == [pytest.approx(0.9)]
+    assert short_values(liar) == [[0.5, 0.0]] and liar.values == [pytest.approx(0.9)]
     assert liar.status == "discard" and liar.value == pytest.approx(0.9)
     best = study.best()
     assert best is not None and best.value == pytest.approx(0.4)
+
+
+def test_a_forged_line_cannot_save_a_candidate_the_protected_value_stops(
+        tmp_path: Path) -> None:
+    study = make_study(tmp_path, protected_evaluator=True)
+    candidate(study, 0.4)
+    forger = candidate(study, 0.8, forged=0.0)  # prints "loss: 0.0" after its real 1.3
+    assert "loss: 0.0" in Path(forger.log_path or "").read_text()
+    assert forger.status == "pruned" and short_values(forger) == [[0.5, pytest.approx(1.3)]]
+    assert forger.reason and forger.reason.startswith("not promoted at horizon 0.5: 1.3 ")
+    assert runs(forger) == [("0.5", "20")]  # never given a full run
 
 
 def test_each_horizon_is_a_rung_of_its_own(tmp_path: Path) -> None:
     study = make_study(tmp_path, "[0.25, 0.5]")
     first = candidate(study, 0.4)
     assert runs(first) == [("0.25", "10"), ("0.5", "20"), ("1", "40")]
-    assert first.screens == [[0.25, pytest.approx(1.15)], [0.5, pytest.approx(0.9)]]
-    # The best at 0.25 (it lies there), second of two at 0.5: it stops at the second rung.
+    assert short_values(first) == [[0.25, pytest.approx(1.15)], [0.5, pytest.approx(0.9)]]
+    # The best at 0.25 (it lies there), last of three at 0.5: it stops at the second rung.
     late = candidate(study, 0.95, short={0.25: 0.0})
     assert [h for h, _ in runs(late)] == ["0.25", "0.5"]
     assert late.status == "pruned" and late.reason and "at horizon 0.5" in late.reason
@@ -178,7 +221,7 @@ def test_rivals_are_compared_at_the_same_rung_only() -> None:
     assert verdict.promoted and verdict.competitors == 2  # 0.1 at 0.25 does not count
 
 
-def test_the_baseline_and_measured_runs_always_run_in_full() -> None:
+def test_measured_runs_always_run_in_full() -> None:
     config = FidelityConfig(horizons=(0.25, 0.5))
     fresh = Experiment(study_id=1, number=3, kind="proposal")
     assert next_horizon(config, fresh) == 0.25
@@ -186,7 +229,8 @@ def test_the_baseline_and_measured_runs_always_run_in_full() -> None:
     assert next_horizon(config, fresh) == 0.5
     fresh.screens.append([0.5, 1.0])
     assert next_horizon(config, fresh) == 1.0
-    assert next_horizon(config, Experiment(study_id=1, number=0, kind="baseline")) == 1.0
+    baseline = Experiment(study_id=1, number=0, kind="baseline", values=[1.0])
+    assert next_horizon(config, baseline) == 1.0  # its repeats, after its short runs
     rerun = Experiment(study_id=1, number=4, kind="proposal", values=[1.0])
     assert next_horizon(config, rerun) == 1.0  # a re-run for the noise decision
     kept = Experiment(study_id=1, number=5, kind="proposal", status="keep")

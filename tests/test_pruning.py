@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import pickle
 import re
 import tomllib
 from pathlib import Path
@@ -212,3 +213,18 @@ def test_the_report_counts_runs_stopped_and_compute_saved() -> None:
                                  e(3, "pruned", 12.5), e(4, "crash")], minimize=True)
     assert summary.pruned_rate == pytest.approx(2 / 4) and summary.saved_s == 42.5
     assert summary.crash_rate == pytest.approx(1 / 4)
+
+
+def test_a_run_judge_travels_to_another_process_with_what_it_knows() -> None:
+    """The Ray executor sends the judge to the worker: there it must judge as it would here."""
+    config = PruningConfig(pruner="median", startup_runs=2)
+    earlier = [Experiment(study_id=1, number=i, kind="proposal", status="discard", value=v,
+                          values=[v], curve=[[1, v + 1], [2, v + 0.5]])
+               for i, v in enumerate([0.5, 0.4, 0.6])]
+    here = RunJudge(config, True, "loss", earlier)
+    there = pickle.loads(pickle.dumps(here))
+    assert there.report(1, 1.3) is None and here.report(1, 1.3) is None  # below the median
+    reason = there.report(2, 9.0)
+    assert reason is not None and reason == here.report(2, 9.0)
+    hopeless = pickle.loads(pickle.dumps(RunJudge(config, True, "loss", earlier)))
+    assert hopeless.report(1, 1.9) is not None  # worse than every earlier run's 1.4 to 1.6

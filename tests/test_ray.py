@@ -17,6 +17,7 @@ import pytest
 from conftest import commit_all
 
 from ratchet.execute.process import process_tree
+from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 from ratchet.study import open_study
 
 ray = pytest.importorskip("ray") if os.environ.get("CI") != "true" else __import__("ray")
@@ -112,6 +113,38 @@ def test_a_node_lost_mid_run_reruns_the_evaluation_elsewhere_recorded_once(
     # Four starts of the baseline for its three runs: the one on the lost node ran again.
     assert sum(name.startswith("0-") for name in started) == 4, started
     assert Path(baseline.log_path).read_text().count("trained:") >= 1
+
+
+class GivenValues(Proposer):
+    """Proposes the knob A at the given values, in order."""
+
+    name = "given"
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = list(values)
+
+    def propose(self, context: ProposalContext) -> Proposal | None:
+        return Proposal(f"A={self.values[0]}", params={"A": self.values.pop(0)}) \
+            if self.values else None
+
+
+def test_a_hopeless_run_on_a_worker_is_stopped_there(cluster: Cluster, tmp_path: Path) -> None:
+    from test_pruning import RATCHET_TOML, TASK_PY  # the scripted curves
+    repo = tmp_path / "curves"
+    repo.mkdir()
+    (repo / "task.py").write_text(TASK_PY)
+    (repo / "ratchet.toml").write_text(RATCHET_TOML)
+    commit_all(repo)
+    cluster.add_node()
+    study = open_study(repo, "p", proposer="random", seed=0)
+    study.run(proposer=GivenValues([0.95, 0.3, 0.9]), executor="ray", address=cluster.address)
+    baseline, early, better, hopeless = study.experiments()
+    assert (early.status, better.status) == ("discard", "keep")
+    assert hopeless.status == "pruned", hopeless.reason
+    assert hopeless.reason and hopeless.reason.startswith("pruned at step 1: loss 1.9")
+    log = Path(hopeless.log_path or "").read_text()  # the worker's log, brought back
+    assert "ratchet-step: 1 " in log and "ratchet-step: 4 " not in log
+    assert hopeless.wall_s < 5
 
 
 def test_no_cluster_at_the_address_is_a_one_line_usage_error(

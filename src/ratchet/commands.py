@@ -126,7 +126,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"{study.config.metric.name}: {fmt(e.value)}  runs: {e.values}  better by: "
           f"{fmt(better_by(e, study.config.minimize), signed=True)}  holdout: {fmt(e.holdout)}")
     if e.screens:
-        print("short runs: " + ", ".join(f"{fmt(v)} at horizon {h:g}" for h, v in e.screens))
+        print("short runs: " + ", ".join(f"{fmt(v)} at horizon {h:g} ({wall:.1f}s)"
+                                         for h, v, wall in e.screens))
     print(f"wall {e.wall_s:.2f}s  cpu {e.cpu_s:.2f}s  peak memory {e.peak_mem_mb:.0f} MB  "
           f"cost ${e.cost_usd:.4f}")
     if e.tokens_in or e.tokens_out:

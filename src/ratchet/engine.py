@@ -225,9 +225,6 @@ class Engine:
             params=dict(context.base_values)), log_path=self._log_path)
         if baseline.number > 0 and baseline.status == PENDING and not baseline.values:
             self.reporter.message("the last baseline failed: measuring it again")
-        if self.config.pruning.enabled and self.executor.name == "ray":
-            self.reporter.message("[pruning]: runs on the ray executor are not stopped early "
-                                  "yet; they run to their end and their curves are recorded")
         self._refresh()
 
     def _fill(self) -> None:
@@ -410,6 +407,9 @@ class Engine:
         if experiment.curve is None and result.horizon == 1.0:
             experiment.curve = result.curve  # the first full run's
         promotion = self._promotion(experiment, result)
+        if promotion is not None:
+            experiment.screens = [*experiment.screens,
+                                  [promotion.horizon, promotion.value, result.wall_s]]
         if result.status == PRUNED or (promotion is not None and not promotion.promoted):
             experiment.saved_s = unspent_s(experiment.wall_s,
                                            self.store.experiments(self.context.id))
@@ -434,7 +434,8 @@ class Engine:
             return None
         rivals = [e for e in self.store.experiments(self.context.id) if e.id != experiment.id]
         return judge_promotion(self.config.fidelity, self.config.minimize, result.value,
-                               len(experiment.screens), rivals)
+                               len(experiment.screens), rivals,
+                               always=experiment.kind == BASELINE)
 
     def _record(self, tx: Judgement, experiment: Experiment, result: RunResult,
                 promotion: Promotion | None = None) -> _Verdicts:
@@ -475,7 +476,6 @@ class Engine:
     def _screened(self, tx: Judgement, experiment: Experiment, promotion: Promotion,
                   verdicts: _Verdicts) -> None:
         """After a short run: promoted to the next horizon (queued again), or stopped."""
-        experiment.screens = [*experiment.screens, [promotion.horizon, promotion.value]]
         experiment.decision = promotion.to_dict()
         if promotion.promoted:
             experiment.status = PENDING

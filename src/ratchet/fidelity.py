@@ -9,7 +9,9 @@ is asynchronous successive halving, decided by Optuna's `SuccessiveHalvingPruner
 horizon is one rung, and each decision replays the rung's earlier values into a fresh in-memory
 study, so the verdict depends only on what the store holds.
 
-Only full-budget runs enter the keep decision: a short run can end a candidate, never keep it.
+The baseline runs at every horizon too, once, before its full runs: the first candidates are
+then compared with something. Only full-budget runs enter the keep decision: a short run can
+end a candidate, never keep one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import asdict, dataclass
 import optuna
 
 from ratchet.config import FidelityConfig
-from ratchet.records import BASELINE, KEEP, PROMOTION_RULE, Experiment
+from ratchet.records import KEEP, PROMOTION_RULE, Experiment
 
 logging.getLogger("optuna").setLevel(logging.WARNING)
 
@@ -49,17 +51,19 @@ class Promotion:
 
 
 def next_horizon(config: FidelityConfig, experiment: Experiment) -> float:
-    """The horizon of an experiment's next run: its next rung while it climbs, else 1."""
-    if not config.enabled or experiment.kind == BASELINE or experiment.values \
-            or experiment.status == KEEP or len(experiment.screens) >= len(config.horizons):
+    """The horizon of an experiment's next run: its next rung while it climbs, else 1. The
+    baseline climbs too, always promoted: its short runs are what the first candidates meet."""
+    if not config.enabled or experiment.values or experiment.status == KEEP \
+            or len(experiment.screens) >= len(config.horizons):
         return 1.0
     return config.horizons[len(experiment.screens)]
 
 
 def judge(config: FidelityConfig, minimize: bool, value: float, rung: int,
-          earlier: Sequence[Experiment]) -> Promotion:
+          earlier: Sequence[Experiment], always: bool = False) -> Promotion:
     """Whether a candidate whose run at `config.horizons[rung]` measured `value` goes on,
-    against every other experiment's value at that rung."""
+    against every other experiment's value at that rung (`always`: it goes on regardless,
+    as the baseline does)."""
     rivals = [e.screens[rung][1] for e in earlier if len(e.screens) > rung]
     pruner = optuna.pruners.SuccessiveHalvingPruner(
         min_resource=1, reduction_factor=config.reduction_factor, min_early_stopping_rate=0)
@@ -67,7 +71,7 @@ def judge(config: FidelityConfig, minimize: bool, value: float, rung: int,
                                 pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
     for rival in rivals:
         _reach_rung(study, rival)
-    promoted = not _reach_rung(study, value)
+    promoted = not _reach_rung(study, value) or always
     ordered = sorted([*rivals, value], reverse=not minimize)
     return Promotion(promoted=promoted, horizon=config.horizons[rung], value=value,
                      rank=ordered.index(value) + 1, competitors=len(ordered),

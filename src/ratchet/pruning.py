@@ -63,6 +63,11 @@ class RunJudge:
         self.curve = Curve(minimize)
         self.trial = self.study.ask()
 
+    def __reduce__(self) -> tuple[type[RunJudge], tuple[object, ...]]:
+        """Sent to another process (a Ray worker) as what it is made of, made anew there:
+        its Optuna study holds locks, which do not travel."""
+        return RunJudge, (self.config, self.minimize, self.metric, self.earlier)
+
     def report(self, step: int, value: float) -> str | None:
         seen = step in self.curve.values
         if not self.curve.add(step, value):
@@ -89,8 +94,9 @@ class RunJudge:
 
 def unspent_s(pruned_wall_s: float, earlier: Sequence[Experiment]) -> float:
     """The compute a stopped run did not spend: a typical full run's wall time (the median
-    of the finished runs' first runs) less what it ran."""
-    full = sorted(e.wall_s / max(len(e.values), 1) for e in earlier
+    over the finished experiments of their time per full run, short runs left out) less what
+    it ran."""
+    full = sorted((e.wall_s - sum(s[2] for s in e.screens)) / len(e.values) for e in earlier
                   if e.status in (KEEP, DISCARD) and e.values)
     if not full:
         return 0.0

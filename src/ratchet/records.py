@@ -87,7 +87,7 @@ class Experiment:
     # The intermediate values of its first run, [step, value] pairs (ratchet.steps)
     curve: list[list[float]] | None = None
     saved_s: float = 0.0  # compute a pruned run did not spend, estimated from full runs
-    # Its runs at short horizons, [horizon, value] pairs, one per rung (ratchet.fidelity)
+    # Its runs at short horizons, [horizon, value, wall_s], one per rung (ratchet.fidelity)
     screens: list[list[float]] = field(default_factory=list)
     created_at: datetime | None = None
     finished_at: datetime | None = None

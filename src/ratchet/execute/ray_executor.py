@@ -26,6 +26,7 @@ from ratchet.execute.executor import LOST, Executor, Job
 from ratchet.execute.gitrepo import GitRepo
 from ratchet.execute.process import ProcessRunner
 from ratchet.execute.sandbox import launcher_for
+from ratchet.execute.watch import StepMonitor
 
 SYSTEM_RETRIES = 3  # times Ray re-runs a task whose worker or node died
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -36,9 +37,10 @@ _CHECKED: set[str] = set()  # sandbox modes checked in this worker process
 
 
 def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str],
-                     horizon: float = 1.0) -> tuple[RunResult, bytes]:
-    """On the worker: unpack the code state, evaluate it in the sandbox, return the result and
-    the log."""
+                     horizon: float = 1.0, monitor: StepMonitor | None = None
+                     ) -> tuple[RunResult, bytes]:
+    """On the worker: unpack the code state, evaluate it in the sandbox (`monitor` watching
+    its intermediate values there, and stopping it there), return the result and the log."""
     with tempfile.TemporaryDirectory(prefix="ratchet-ray-") as scratch:
         tree, log = Path(scratch) / "tree", Path(scratch) / "run.log"
         tree.mkdir()
@@ -47,7 +49,7 @@ def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str],
         _check_sandbox(config.sandbox.mode)
         launcher = launcher_for(config.sandbox.mode)
         result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env,
-                                            horizon=horizon)
+                                            horizon=horizon, monitor=monitor)
         return result, log.read_bytes() if log.exists() else b""
 
 
@@ -119,7 +121,8 @@ class RayExecutor(Executor):
         with self.lock:
             if self.cancelled:
                 return RunResult(status="interrupted", reason="cancelled before it started")
-            ref = self.remote.remote(archive, self.config, dict(job.env), job.horizon)
+            ref = self.remote.remote(archive, self.config, dict(job.env), job.horizon,
+                                     job.monitor)
             self.running.add(ref)
         try:
             result, log = self.ray.get(ref)
