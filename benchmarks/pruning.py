@@ -12,8 +12,8 @@ The keep rule is noise-aware with 2 baseline runs and at most 3 runs of a candid
 the run short. Goal: >= 40 % less compute at a final best within the noise (2 sigma of the
 full-run study); at an equal dollar budget, a final best at least as good.
 
-    python benchmarks/pruning.py [--examples tinygpt,digits] [--budget 6] [--proposals 12]
-                                 [--seeds 0] [--no-equal-dollars]
+    python benchmarks/pruning.py [--examples tinygpt,digits] [--budget 15] [--grace 20]
+                                 [--proposals 12] [--seeds 0] [--no-equal-dollars]
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ class Outcome:
     sigma: float | None
 
 
-def task_file(example: str, text: str, early: bool, budget: float) -> str:
+def task_file(example: str, text: str, early: bool, args: argparse.Namespace) -> str:
     """One arm's task file: early stopping on or off, and the shorter keep decision."""
     if example == "tinygpt":
-        changes = [('budget = "60s"', f'budget = "{budget:g}s"'),
+        changes = [('budget = "60s"', f'budget = "{args.budget:g}s"\n'
+                                      f'budget_grace = "{args.grace:g}s"'),
                    ("baseline_runs = 3", "baseline_runs = 2\nmax_runs = 3")]
         if not early:
             changes += [('pruner = "median"', 'pruner = "none"'),
@@ -63,7 +64,7 @@ def study_of(example: str, seed: int, early: bool, args: argparse.Namespace,
              max_usd: float | None = None) -> Outcome:
     repo = example_repo(example)
     toml = repo / "ratchet.toml"
-    toml.write_text(task_file(example, toml.read_text(), early, args.budget))
+    toml.write_text(task_file(example, toml.read_text(), early, args))
     commit_all(repo)
     study = open_study(repo, "early" if early else "full", proposer="tpe", seed=seed)
     if max_usd is None:
@@ -104,14 +105,18 @@ def compare(example: str, seed: int, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--examples", default="tinygpt,digits")
-    parser.add_argument("--budget", type=float, default=6.0,
+    parser.add_argument("--budget", type=float, default=15.0,
                         help="seconds of training a tinygpt run")
+    parser.add_argument("--grace", type=float, default=20.0,
+                        help="tinygpt's budget_grace: start-up, data, saving; a short run "
+                             "keeps all of it")
     parser.add_argument("--proposals", type=int, default=12)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--no-equal-dollars", action="store_true")
     args = parser.parse_args()
     print(f"TPE, {args.proposals} proposals; tinygpt on CPU with {args.budget:g} s of training "
-          "a run; 'pruned' counts both kinds of stop, 'short' those stopped after a short run")
+          f"a run ({args.grace:g} s grace); 'pruned' counts both kinds of stop, 'short' those "
+          "stopped after a short run")
     print(f"{'example':>8} {'seed':>4} {'arm':>15} {'exps':>5} {'pruned':>6} {'short':>6} "
           f"{'compute s':>10} {'$':>8} {'best':>10} {'sigma':>8}")
     for example in args.examples.split(","):

@@ -134,6 +134,7 @@ def test_a_hopeless_run_on_a_worker_is_stopped_there(cluster: Cluster, tmp_path:
     repo.mkdir()
     (repo / "task.py").write_text(TASK_PY)
     (repo / "ratchet.toml").write_text(RATCHET_TOML)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     commit_all(repo)
     cluster.add_node()
     study = open_study(repo, "p", proposer="random", seed=0)
