@@ -93,8 +93,8 @@ def compare(example: str, seed: int, args: argparse.Namespace) -> None:
     saved = 1 - early.compute_s / full.compute_s
     gap = early.best - full.best
     within = abs(gap) <= 2 * (full.sigma or 0.0)
-    print(f"{example} seed {seed}: early stopping's compute is {saved:+.0%} less than full "
-          f"runs' (goal >= "
+    print(f"{example} seed {seed}: early stopping saved {saved:.0%} of the full runs' compute "
+          f"(negative: it spent more; goal >= "
           f"{GOAL:.0%}); its best is {gap:+.4f} from the full-run best ("
           f"{'within' if within else 'outside'} 2 sigma)", flush=True)
     if len(arms) == 3:

@@ -406,13 +406,13 @@ class Engine:
         _account(experiment, result, self.config.compute_usd_per_hour)
         if experiment.curve is None and result.horizon == 1.0:
             experiment.curve = result.curve  # the first full run's
-        promotion = self._promotion(experiment, result)
+        earlier = [e for e in self.store.experiments(self.context.id) if e.id != experiment.id]
+        promotion = self._promotion(experiment, result, earlier)
         if promotion is not None:
             experiment.screens = [*experiment.screens,
                                   [promotion.horizon, promotion.value, result.wall_s]]
         if result.status == PRUNED or (promotion is not None and not promotion.promoted):
-            experiment.saved_s = unspent_s(experiment.wall_s,
-                                           self.store.experiments(self.context.id))
+            experiment.saved_s = unspent_s(experiment.wall_s, earlier)
         self.progress.spent_usd += result.wall_s * self.config.compute_usd_per_hour / 3600.0
         try:
             with self.store.judging(self.context.id, self.driver_id) as tx:
@@ -427,12 +427,12 @@ class Engine:
         if verdicts.baseline_failed is not None:
             self._baseline_failed(verdicts.baseline_failed)
 
-    def _promotion(self, experiment: Experiment, result: RunResult) -> Promotion | None:
+    def _promotion(self, experiment: Experiment, result: RunResult,
+                   rivals: list[Experiment]) -> Promotion | None:
         """For a successful run at a short horizon, whether the candidate goes on (decided
         outside the study's lock: it replays every value at that horizon)."""
         if result.horizon >= 1.0 or result.status != "ok" or result.value is None:
             return None
-        rivals = [e for e in self.store.experiments(self.context.id) if e.id != experiment.id]
         return judge_promotion(self.config.fidelity, self.config.minimize, result.value,
                                len(experiment.screens), rivals,
                                always=experiment.kind == BASELINE)

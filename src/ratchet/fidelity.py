@@ -1,7 +1,8 @@
 """Multi-fidelity: candidates judged at short horizons first, the promising promoted.
 
 With `[fidelity] horizons = [0.25]`, every candidate's first run trains for a quarter of the
-budget (the command gets RATCHET_HORIZON=0.25, and the budget and timeout shrink with it). Its
+budget (the command gets RATCHET_HORIZON=0.25 and a budget a quarter as long; the grace and the
+timeout stay whole, as start-up and evaluation do not shrink). Its
 value, measured by the protected evaluator like any other, is compared with every candidate's
 value at that horizon so far: in the best 1/`reduction_factor`, it is promoted and runs again
 at the next horizon, the last being the full budget; otherwise it stops there, `pruned`. This
