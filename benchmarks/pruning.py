@@ -37,9 +37,11 @@ class Outcome:
     pruned: int
     not_promoted: int
     compute_s: float
+    unkept_s: float  # of candidates not kept: all early stopping can save
     usd: float
     best: float
     sigma: float | None
+    minimize: bool
 
 
 def task_file(example: str, text: str, early: bool, args: argparse.Namespace) -> str:
@@ -76,29 +78,44 @@ def study_of(example: str, seed: int, early: bool, args: argparse.Namespace,
     assert best is not None and best.value is not None
     return Outcome(len(runs), sum(e.status == "pruned" for e in runs),
                    sum(e.not_promoted for e in runs), sum(e.wall_s for e in runs),
-                   sum(e.cost_usd for e in runs), best.value, study.record.sigma)
+                   sum(e.wall_s for e in runs if e.status != "keep"),
+                   sum(e.cost_usd for e in runs), best.value, study.record.sigma,
+                   study.config.minimize)
+
+
+def row(example: str, seed: int, name: str, o: Outcome) -> None:
+    """One arm's line, printed as soon as it is measured."""
+    sigma = f"{o.sigma:.4f}" if o.sigma is not None else "-"
+    print(f"{example:>8} {seed:>4} {name:>15} {o.experiments:>5} {o.pruned:>6} "
+          f"{o.not_promoted:>6} {o.compute_s:>10.1f} {o.unkept_s:>9.1f} {o.usd:>8.4f} "
+          f"{o.best:>10.4f} "
+          f"{sigma:>8}", flush=True)
 
 
 def compare(example: str, seed: int, args: argparse.Namespace) -> None:
     full = study_of(example, seed, False, args)
+    row(example, seed, "full runs", full)
     early = study_of(example, seed, True, args)
-    arms = [("full runs", full), ("early stopping", early)]
+    row(example, seed, "early stopping", early)
+    same_dollars = None
     if not args.no_equal_dollars:
-        arms.append(("early, same $", study_of(example, seed, True, args, max_usd=full.usd)))
-    for name, o in arms:
-        sigma = f"{o.sigma:.4f}" if o.sigma is not None else "-"
-        print(f"{example:>8} {seed:>4} {name:>15} {o.experiments:>5} {o.pruned:>6} "
-              f"{o.not_promoted:>6} {o.compute_s:>10.1f} {o.usd:>8.4f} {o.best:>10.4f} "
-              f"{sigma:>8}", flush=True)
+        same_dollars = study_of(example, seed, True, args, max_usd=full.usd)
+        row(example, seed, "early, same $", same_dollars)
     saved = 1 - early.compute_s / full.compute_s
     gap = early.best - full.best
-    within = abs(gap) <= 2 * (full.sigma or 0.0)
+    worse_by = gap if full.minimize else -gap
+    within = worse_by <= 2 * (full.sigma or 0.0)
     print(f"{example} seed {seed}: early stopping saved {saved:.0%} of the full runs' compute "
           f"(negative: it spent more; goal >= "
           f"{GOAL:.0%}); its best is {gap:+.4f} from the full-run best ("
-          f"{'within' if within else 'outside'} 2 sigma)", flush=True)
-    if len(arms) == 3:
-        at_same = arms[2][1].best - full.best
+          f"{'better, or worse by less than' if within else 'worse by more than'} 2 sigma)",
+          flush=True)
+    unkept = 1 - early.unkept_s / full.unkept_s if full.unkept_s else 0.0
+    print(f"{example} seed {seed}: on candidates that were not kept (the baseline and the "
+          f"kept ones' runs for the noise decision are never cut short) it saved {unkept:.0%}",
+          flush=True)
+    if same_dollars is not None:
+        at_same = same_dollars.best - full.best
         print(f"{example} seed {seed}: at the full-run study's dollars, early stopping's best "
               f"is {at_same:+.4f} from the full-run best", flush=True)
 
@@ -117,9 +134,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"TPE, {args.proposals} proposals; tinygpt on CPU with {args.budget:g} s of training "
           f"a run ({args.grace:g} s grace); 'pruned' counts both kinds of stop, 'short' those "
-          "stopped after a short run")
+          "stopped after a short run, 'unkept s' the compute of candidates not kept")
     print(f"{'example':>8} {'seed':>4} {'arm':>15} {'exps':>5} {'pruned':>6} {'short':>6} "
-          f"{'compute s':>10} {'$':>8} {'best':>10} {'sigma':>8}")
+          f"{'compute s':>10} {'unkept s':>9} {'$':>8} {'best':>10} {'sigma':>8}")
     for example in args.examples.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
             compare(example, seed, args)

@@ -15,8 +15,9 @@ from conftest import commit_all, git
 
 from ratchet.cli import main
 from ratchet.config import FidelityConfig, parse_config
+from ratchet.engine import SilentReporter
 from ratchet.errors import ConfigError
-from ratchet.fidelity import judge, next_horizon
+from ratchet.fidelity import ScreeningCost, judge, next_horizon, screening_cost
 from ratchet.records import Experiment
 from ratchet.reports.data import summarize
 from ratchet.study import Study, open_study
@@ -58,6 +59,7 @@ baseline_runs = 1
 [fidelity]
 horizons = HORIZONS
 reduction_factor = 2
+only_if_cheaper = false  # the cost rule has tests of its own; these must not hang on timing
 
 [sandbox]
 mode = "none"
@@ -67,12 +69,16 @@ A = { float = [0.0, 1.0] }
 """
 
 
-def make_study(tmp_path: Path, horizons: str = "[0.5]", protected_evaluator: bool = False
-               ) -> Study:
+def make_study(tmp_path: Path, horizons: str = "[0.5]", protected_evaluator: bool = False,
+               training: str = "0.5 * h", only_if_cheaper: bool = False) -> Study:
+    """The scripted task's study, its baseline measured; `training`: the seconds a run of
+    horizon h sleeps."""
     repo = tmp_path / "fidelity"
     repo.mkdir()
-    (repo / "task.py").write_text(TASK_PY)
+    (repo / "task.py").write_text(TASK_PY.replace("0.5 * h", training))
     toml = RATCHET_TOML.replace("HORIZONS", horizons)
+    if only_if_cheaper:
+        toml = toml.replace("only_if_cheaper = false", "only_if_cheaper = true")
     if protected_evaluator:
         (repo / "evaluate.py").write_text(EVALUATE_PY)
         toml = toml.replace('command = "python task.py"', 'command = "python task.py"\n'
@@ -86,12 +92,14 @@ def make_study(tmp_path: Path, horizons: str = "[0.5]", protected_evaluator: boo
 
 
 def candidate(study: Study, a: float, short: dict[float, float] | None = None,
-              forged: float | None = None) -> Experiment:
-    after = TASK_PY.replace("A = 0.5", f"A = {a}").replace("SHORT = {}", f"SHORT = {short or {}}")
+              forged: float | None = None, reporter: SilentReporter | None = None
+              ) -> Experiment:
+    before = (study.repo.root / "task.py").read_text()
+    after = before.replace("A = 0.5", f"A = {a}").replace("SHORT = {}", f"SHORT = {short or {}}")
     after = after.replace("FORGED = None", f"FORGED = {forged}")
-    patch = "".join(difflib.unified_diff(TASK_PY.splitlines(True), after.splitlines(True),
+    patch = "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
                                          "a/task.py", "b/task.py"))
-    return study.try_patch(patch, onto_base=True)
+    return study.try_patch(patch, onto_base=True, reporter=reporter)
 
 
 def short_values(e: Experiment) -> list[list[float]]:
@@ -197,6 +205,61 @@ def test_status_counts_candidates_stopped_short_as_pruned(
     assert cells["pruned"] == "1" and cells["failed"] == "0"
 
 
+class Messages(SilentReporter):
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.said.append(text)
+
+
+def test_where_short_runs_cost_as_much_as_full_ones_candidates_run_in_full(
+        tmp_path: Path) -> None:
+    # Start-up is all there is: a run sleeps as long at any horizon, so a screen (then, for
+    # half the candidates, a full run too) costs more than a full run alone.
+    study = make_study(tmp_path, training="0.5", only_if_cheaper=True)
+    assert runs(study.experiments()[0]) == [("0.5", "20"), ("1", "40")]
+    said = Messages()
+    first = candidate(study, 0.4, reporter=said)
+    assert runs(first) == [("1", "40")] and first.screens == []
+    assert first.status == "keep" and first.values == [pytest.approx(0.4)]
+    verdicts = [m for m in said.said if m.startswith("short runs do not pay here")]
+    assert len(verdicts) == 1 and "candidates run in full from now on" in verdicts[0]
+    second = candidate(study, 0.8)  # a study reopened decides the same from the baseline
+    assert runs(second) == [("1", "40")] and second.status == "discard"
+
+
+def test_where_short_runs_are_cheap_candidates_are_screened(tmp_path: Path) -> None:
+    study = make_study(tmp_path, horizons="[0.1]", training="3 * h", only_if_cheaper=True)
+    baseline = study.experiments()[0]
+    cost = screening_cost(study.config.fidelity, baseline)
+    assert cost is not None and cost.pays and cost.full_s > 3 > cost.screen_s[0]
+    worse = candidate(study, 0.8)  # 1.7 at a tenth of the budget, after the baseline's 1.4
+    assert runs(worse) == [("0.1", "4")] and worse.status == "pruned"
+
+
+def test_screening_costs_each_rung_at_the_chance_of_reaching_it() -> None:
+    cheap = ScreeningCost(reduction_factor=3, screen_s=(10.0,), full_s=30.0)
+    assert cheap.expected_s == pytest.approx(10 + 30 / 3) and cheap.pays
+    dear = ScreeningCost(reduction_factor=3, screen_s=(25.0,), full_s=30.0)
+    assert dear.expected_s == pytest.approx(35.0) and not dear.pays
+    assert "took 25.0 s, a full run 30.0 s" in dear.reason and "35.0 s" in dear.reason
+    two = ScreeningCost(reduction_factor=2, screen_s=(5.0, 10.0), full_s=30.0)
+    assert two.expected_s == pytest.approx(5 + 10 / 2 + 30 / 4)
+
+
+def test_screening_cost_is_read_from_the_baselines_runs() -> None:
+    config = FidelityConfig(horizons=(0.25,), reduction_factor=3)
+    baseline = Experiment(study_id=1, number=0, kind="baseline", status="keep",
+                          values=[1.0, 1.1], screens=[[0.25, 2.0, 6.0]], wall_s=66.0)
+    cost = screening_cost(config, baseline)
+    assert cost is not None and cost.screen_s == (6.0,) and cost.full_s == pytest.approx(30.0)
+    assert screening_cost(config, Experiment(study_id=1, number=0, kind="baseline", values=[1.0],
+                                             wall_s=30.0)) is None  # it never screened
+    assert screening_cost(config, Experiment(study_id=1, number=0, kind="baseline", wall_s=6.0,
+                                             screens=[[0.25, 2.0, 6.0]])) is None  # no full run
+
+
 def test_the_promotion_rule_is_successive_halvings() -> None:
     """Optuna's pruner decides; the recorded rank and places agree with it on random data."""
     rng = random.Random(3)
@@ -247,6 +310,7 @@ def test_measured_runs_always_run_in_full() -> None:
     ("horizons = [0.5, 0.25]", "must increase"),
     ("horizons = [0.5]\nreduction_factor = 1", "must be at least 2"),
     ("horizons = [0.5]\nrungs = 3", "rungs"),
+    ('horizons = [0.5]\nonly_if_cheaper = "yes"', "must be true or false, got 'yes'"),
 ])
 def test_a_bad_fidelity_section_is_one_clear_error(tmp_path: Path, section: str,
                                                    problem: str) -> None:

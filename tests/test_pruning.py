@@ -228,3 +228,15 @@ def test_a_run_judge_travels_to_another_process_with_what_it_knows() -> None:
     assert reason is not None and reason == here.report(2, 9.0)
     hopeless = pickle.loads(pickle.dumps(RunJudge(config, True, "loss", earlier)))
     assert hopeless.report(1, 1.9) is not None  # worse than every earlier run's 1.4 to 1.6
+
+
+def test_a_run_judge_travels_without_the_earlier_runs_code() -> None:
+    """Only curves and outcomes go to a worker: earlier diffs (megabytes in a long study, the
+    code of every proposal) stay in the store."""
+    config = PruningConfig(pruner="median", startup_runs=2)
+    earlier = [Experiment(study_id=1, number=i, kind="proposal", status="discard", value=0.5,
+                          values=[0.5], curve=[[1, 1.5]], diff="+" + "x" * 1_000_000,
+                          description=f"secret {i}")
+               for i in range(3)]
+    sent = pickle.dumps(RunJudge(config, True, "loss", earlier))
+    assert len(sent) < 5_000 and b"secret" not in sent

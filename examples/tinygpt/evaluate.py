@@ -12,6 +12,11 @@ bits per byte = (sum of cross-entropy over the evaluated tokens, in nats) / (ln 
 where bytes is the true UTF-8 length of exactly the text those tokens spell: the sum of each
 token's raw bytes, never a count inflated by decoding partial UTF-8 tokens on their own.
 
+A short run (ratchet's [fidelity], RATCHET_HORIZON below 1) is scored on that share of the
+tokens, at least SCREEN_TOKENS: a screen only ranks candidates against other runs of the same
+horizon, scored on the same tokens, and a full-size evaluation would cost a screen as much as
+a full run's.
+
     python evaluate.py                  # val_bpb on the validation split
     python evaluate.py --split holdout  # holdout_bpb (the only place the holdout is read)
 """
@@ -29,6 +34,7 @@ from predict import receive, send
 from prepare import load_tokenizer, token_bytes, tokens_of
 
 EVAL_TOKENS = 32768
+SCREEN_TOKENS = 4096  # the fewest a short run is scored on
 MAX_CONTEXT = 1024
 CAUSALITY_TOLERANCE = 1e-4
 CAUSALITY_CHECKS = 3
@@ -86,11 +92,17 @@ def check_causal(model: RemoteModel, tokens: torch.Tensor, context: int,
                  f"{difference:.3g} when later tokens changed")
 
 
+def evaluated_tokens() -> int:
+    """How many targets this run is scored on: all of EVAL_TOKENS, or a short run's share."""
+    horizon = float(os.environ.get("RATCHET_HORIZON", "1"))
+    return max(SCREEN_TOKENS, min(EVAL_TOKENS, int(EVAL_TOKENS * horizon)))
+
+
 def bits_per_byte(model: RemoteModel, tokens: torch.Tensor, context: int,
-                  byte_lengths: torch.Tensor, vocab_size: int) -> float:
+                  byte_lengths: torch.Tensor, vocab_size: int, count: int) -> float:
     total_nats, total_bytes = 0.0, 0
-    for start in range(0, EVAL_TOKENS, context):
-        n = min(context, EVAL_TOKENS - start)
+    for start in range(0, count, context):
+        n = min(context, count - start)
         x = tokens[start:start + n].unsqueeze(0)
         y = tokens[start + 1:start + n + 1]
         logits = model(x)
@@ -117,7 +129,7 @@ def main() -> None:
         void("the model's vocabulary does not match the tokenizer")
     context = max(1, min(model.context, MAX_CONTEXT))
     check_causal(model, tokens, context, vocab_size)
-    bpb = bits_per_byte(model, tokens, context, byte_lengths, vocab_size)
+    bpb = bits_per_byte(model, tokens, context, byte_lengths, vocab_size, evaluated_tokens())
     name = "val_bpb" if split == "validation" else f"{split}_bpb"
     print(f"{name}: {bpb:.6f}")
 

@@ -83,6 +83,7 @@ class FidelityConfig:
 
     horizons: tuple[float, ...] = ()  # fractions of the budget, increasing, each below 1
     reduction_factor: int = 3
+    only_if_cheaper: bool = True  # screen only while the baseline's runs say it saves compute
 
     @property
     def enabled(self) -> bool:
@@ -277,9 +278,7 @@ def _parse_sandbox(reader: _Reader, section: dict[str, Any]) -> SandboxConfig:
     mode = reader.string(section, "sandbox", "mode") or "bwrap"
     if mode not in SANDBOX_MODES:
         reader.fail("sandbox", "mode", f"must be 'bwrap' or 'none', got {mode!r}")
-    network = section.get("network", False)
-    if not isinstance(network, bool):
-        reader.fail("sandbox", "network", "must be true or false")
+    network = reader.boolean(section, "sandbox", "network", default=False)
     paths = section.get("read_only", [])
     if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
         reader.fail("sandbox", "read_only", "must be a list of paths")
@@ -415,7 +414,7 @@ def _parse_pruning(reader: _Reader, section: dict[str, Any]) -> PruningConfig:
 
 
 def _parse_fidelity(reader: _Reader, section: dict[str, Any]) -> FidelityConfig:
-    reader.only_keys(section, "fidelity", {"horizons", "reduction_factor"})
+    reader.only_keys(section, "fidelity", {"horizons", "reduction_factor", "only_if_cheaper"})
     horizons = section.get("horizons", [])
     if not isinstance(horizons, list) or not all(_is_number(h) for h in horizons):
         reader.fail("fidelity", "horizons", f"must be a list of numbers, got {horizons!r}")
@@ -427,7 +426,8 @@ def _parse_fidelity(reader: _Reader, section: dict[str, Any]) -> FidelityConfig:
     return FidelityConfig(
         horizons=tuple(float(h) for h in horizons),
         reduction_factor=reader.integer(section, "fidelity", "reduction_factor", default=3,
-                                        low=2))
+                                        low=2),
+        only_if_cheaper=reader.boolean(section, "fidelity", "only_if_cheaper", default=True))
 
 
 def _alpha(reader: _Reader, section: dict[str, Any]) -> float:
@@ -639,6 +639,12 @@ class _Reader:
         if low is not None and value < low:
             self.fail(name, key, f"must be at least {low}, got {value}")
         return float(value)
+
+    def boolean(self, section: dict[str, Any], name: str, key: str, default: bool) -> bool:
+        value = section.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(name, key, f"must be true or false, got {value!r}")
+        return value
 
     def integer(self, section: dict[str, Any], name: str, key: str, default: int,
                 low: int | None = None) -> int:

@@ -13,6 +13,14 @@ study, so the verdict depends only on what the store holds.
 The baseline runs at every horizon too, once, before its full runs: the first candidates are
 then compared with something. Only full-budget runs enter the keep decision: a short run can
 end a candidate, never keep one.
+
+Screening pays only where a short run is much cheaper than a full one. Start-up and evaluation
+do not shrink with the horizon, so on a task whose runs are mostly those, a screen costs nearly
+a full run and screening spends more than it saves. The baseline's runs tell: once it is
+measured, `screening_cost` compares a candidate's expected cost with screening (its first short
+run, then each later one with the chance 1/reduction_factor per rung of getting there) with a
+full run's, and where screening would cost more, candidates run in full from then on
+(`only_if_cheaper = false` screens regardless).
 """
 
 from __future__ import annotations
@@ -58,6 +66,45 @@ def next_horizon(config: FidelityConfig, experiment: Experiment) -> float:
             or len(experiment.screens) >= len(config.horizons):
         return 1.0
     return config.horizons[len(experiment.screens)]
+
+
+@dataclass(frozen=True)
+class ScreeningCost:
+    """What screening costs a candidate, from the baseline's runs: its short runs' seconds
+    (one a horizon) and its full runs' mean."""
+
+    reduction_factor: int
+    screen_s: tuple[float, ...]
+    full_s: float
+
+    @property
+    def expected_s(self) -> float:
+        """A candidate's expected seconds with screening: every rung it reaches, then the
+        full run, reaching each next one with the chance 1/reduction_factor."""
+        reach = [self.reduction_factor ** -rung for rung in range(len(self.screen_s) + 1)]
+        return sum(r * s for r, s in zip(reach, [*self.screen_s, self.full_s], strict=True))
+
+    @property
+    def pays(self) -> bool:
+        return self.expected_s < self.full_s
+
+    @property
+    def reason(self) -> str:
+        screens = ", ".join(f"{s:.1f} s" for s in self.screen_s)
+        return (f"short runs do not pay here: the baseline's took {screens}, a full run "
+                f"{self.full_s:.1f} s, so screening would cost a candidate "
+                f"{self.expected_s:.1f} s on average; candidates run in full from now on")
+
+
+def screening_cost(config: FidelityConfig, baseline: Experiment) -> ScreeningCost | None:
+    """What screening costs, once the baseline has run at every horizon and in full; None
+    before (or if it never screened)."""
+    if len(baseline.screens) < len(config.horizons) or not baseline.values:
+        return None
+    screen_s = tuple(float(s[2]) for s in baseline.screens[:len(config.horizons)])
+    full_s = (baseline.wall_s - sum(float(s[2]) for s in baseline.screens)) \
+        / len(baseline.values)
+    return ScreeningCost(config.reduction_factor, screen_s, full_s)
 
 
 def judge(config: FidelityConfig, minimize: bool, value: float, rung: int,

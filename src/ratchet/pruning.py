@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
@@ -38,10 +39,21 @@ def make_pruner(config: PruningConfig) -> optuna.pruners.BasePruner:
     raise ValueError(f"no pruner {config.pruner!r}")
 
 
-def references(experiments: Sequence[Experiment]) -> list[Experiment]:
+@dataclass(frozen=True)
+class Reference:
+    """What a running experiment is compared with: an earlier run's curve and outcome (and
+    nothing else of it: a judge sent to a Ray worker carries these, not whole experiments)."""
+
+    pruned: bool
+    value: float | None
+    curve: tuple[tuple[int, float], ...]
+
+
+def references(experiments: Sequence[Experiment]) -> list[Reference]:
     """The earlier runs a running one is compared with: finished, with a curve."""
-    return [e for e in experiments if e.curve and (
-        e.status == PRUNED or (e.status in (KEEP, DISCARD) and e.value is not None))]
+    return [Reference(e.status == PRUNED, e.value, tuple((int(s), v) for s, v in e.curve or []))
+            for e in experiments if e.curve and (
+                e.status == PRUNED or (e.status in (KEEP, DISCARD) and e.value is not None))]
 
 
 class RunJudge:
@@ -49,24 +61,33 @@ class RunJudge:
 
     def __init__(self, config: PruningConfig, minimize: bool, metric: str,
                  earlier: Sequence[Experiment]) -> None:
+        self._start(config, minimize, metric, references(earlier))
+
+    @classmethod
+    def from_references(cls, config: PruningConfig, minimize: bool, metric: str,
+                        earlier: Sequence[Reference]) -> RunJudge:
+        judge = cls.__new__(cls)
+        judge._start(config, minimize, metric, earlier)
+        return judge
+
+    def _start(self, config: PruningConfig, minimize: bool, metric: str,
+               earlier: Sequence[Reference]) -> None:
         self.config, self.minimize, self.metric = config, minimize, metric
-        self.earlier = references(earlier)
+        self.earlier = list(earlier)
         self.study = optuna.create_study(
             direction="minimize" if minimize else "maximize", pruner=make_pruner(config),
             sampler=optuna.samplers.RandomSampler(seed=0))
         for e in self.earlier:
-            done = e.status != PRUNED
             self.study.add_trial(optuna.trial.create_trial(
-                state=TrialState.COMPLETE if done else TrialState.PRUNED,
-                value=e.value if done else None,
-                intermediate_values={int(step): value for step, value in e.curve or []}))
+                state=TrialState.PRUNED if e.pruned else TrialState.COMPLETE,
+                value=None if e.pruned else e.value, intermediate_values=dict(e.curve)))
         self.curve = Curve(minimize)
         self.trial = self.study.ask()
 
-    def __reduce__(self) -> tuple[type[RunJudge], tuple[object, ...]]:
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         """Sent to another process (a Ray worker) as what it is made of, made anew there:
         its Optuna study holds locks, which do not travel."""
-        return RunJudge, (self.config, self.minimize, self.metric, self.earlier)
+        return RunJudge.from_references, (self.config, self.minimize, self.metric, self.earlier)
 
     def report(self, step: int, value: float) -> str | None:
         seen = step in self.curve.values
@@ -85,7 +106,7 @@ class RunJudge:
         return self._reason(step)
 
     def _reason(self, step: int) -> str:
-        at_step = [v for e in self.earlier for s, v in e.curve or [] if int(s) == step]
+        at_step = [v for e in self.earlier for s, v in e.curve if s == step]
         best = (min if self.minimize else max)(at_step) if at_step else None
         compared = f"; the best earlier run had {best:.6g} there" if best is not None else ""
         return (f"pruned at step {step}: {self.metric} {self.curve.values[step]:.6g} "
