@@ -8,9 +8,14 @@ what the saved compute buys.
 - examples/digits: [fidelity] horizons = [0.25] (a quarter of the epochs first); it reports no
   curve.
 
+In both, screening stays on only while the baseline's short and full runs say it pays
+([fidelity] only_if_cheaper, the default).
+
 The keep rule is noise-aware with 2 baseline runs and at most 3 runs of a candidate, to keep
 the run short. Goal: >= 40 % less compute at a final best within the noise (2 sigma of the
-full-run study); at an equal dollar budget, a final best at least as good.
+full-run study); at an equal dollar budget, a final best at least as good. Each arm also shows
+the compute of candidates not kept: all that early stopping may save, as the baseline and the
+noise decision's runs of a candidate that is kept always run in full.
 
     python benchmarks/pruning.py [--examples tinygpt,digits] [--budget 15] [--grace 20]
                                  [--proposals 12] [--seeds 0] [--no-equal-dollars]
