@@ -30,6 +30,21 @@ def prepare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     sys.modules.pop("prepare", None)
 
 
+def test_a_short_run_is_scored_on_its_share_of_the_same_tokens(
+        prepare: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluate = importlib.import_module("evaluate")
+    try:
+        counts = {}
+        for horizon in ("0.25", "0.01", "1", "4"):
+            monkeypatch.setenv("RATCHET_HORIZON", horizon)
+            counts[horizon] = evaluate.evaluated_tokens()
+    finally:
+        for name in ("evaluate", "predict"):
+            sys.modules.pop(name, None)
+    full = evaluate.EVAL_TOKENS
+    assert counts == {"0.25": full // 4, "0.01": evaluate.SCREEN_TOKENS, "1": full, "4": full}
+
+
 def test_token_bytes_count_the_true_utf8_length(prepare: object) -> None:
     tokenizer = prepare.load_tokenizer()
     table = prepare.token_bytes(tokenizer)

@@ -31,7 +31,7 @@ from ratchet.errors import PatchRejected, RatchetError
 from ratchet.execute.evaluate import RunResult
 from ratchet.execute.executor import LOST, Executor, Job
 from ratchet.execute.process import kill_group
-from ratchet.fidelity import Promotion, ScreeningCost, next_horizon, screening_cost
+from ratchet.fidelity import Promotion, next_horizon, screening_cost
 from ratchet.fidelity import judge as judge_promotion
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 from ratchet.pruning import RunJudge, unspent_s
@@ -146,7 +146,7 @@ class Engine:
         self.stopping = False
         self.exhausted = False
         self.holdout_warned = False
-        self.screening: ScreeningCost | None = None  # known once the baseline is measured
+        self.screening_pays: bool | None = None  # decided once the baseline is measured
         self.limit_reached = False
         self.interrupts = 0
         self.failure: BaseException | None = None
@@ -358,25 +358,26 @@ class Engine:
         """Its next run's horizon; a candidate's is 1 once the baseline's runs showed that
         short runs cost more than they save."""
         horizon = next_horizon(self.config.fidelity, experiment)
-        if horizon < 1.0 and experiment.kind != BASELINE and not self._screening_pays():
+        if horizon < 1.0 and experiment.kind != BASELINE and not self._screens_pay():
             return 1.0
         return horizon
 
-    def _screening_pays(self) -> bool:
+    def _screens_pay(self) -> bool:
         """Whether short runs save compute on this task: unknown (so yes) until the baseline
-        is measured, then decided once, from its runs, and said if not."""
+        is measured, then decided once, from its runs (yes if it never ran short), and said
+        if not."""
         if not self.config.fidelity.only_if_cheaper:
             return True
-        if self.screening is None:
+        if self.screening_pays is None:
             baselines = [e for e in self.store.experiments(self.context.id)
                          if e.kind == BASELINE and e.status == KEEP]
-            cost = screening_cost(self.config.fidelity, baselines[-1]) if baselines else None
-            if cost is None:
+            if not baselines:
                 return True
-            self.screening = cost
-            if not cost.pays:
+            cost = screening_cost(self.config.fidelity, baselines[-1])
+            self.screening_pays = cost is None or cost.pays
+            if cost is not None and not cost.pays:
                 self.reporter.message(cost.reason)
-        return self.screening.pays
+        return self.screening_pays
 
     def _run_judge(self, experiment: Experiment) -> RunJudge | None:
         """Who may stop this run early: nobody for the baseline, for the best measured again
