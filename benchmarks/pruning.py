@@ -18,6 +18,7 @@ the compute of candidates not kept: all that early stopping may save, as the bas
 noise decision's runs of a candidate that is kept always run in full.
 
     python benchmarks/pruning.py [--examples tinygpt,digits] [--budget 15] [--grace 20]
+                                 [--horizons 0.25] [--reduction-factor 3]
                                  [--proposals 12] [--seeds 0] [--no-equal-dollars]
 """
 
@@ -49,18 +50,28 @@ class Outcome:
     minimize: bool
 
 
+def schedule(args: argparse.Namespace) -> str:
+    """The early arm's horizons as a TOML array."""
+    return "[" + ", ".join(f"{float(h):g}" for h in args.horizons.split(",")) + "]"
+
+
 def task_file(example: str, text: str, early: bool, args: argparse.Namespace) -> str:
     """One arm's task file: early stopping on or off, and the shorter keep decision."""
     if example == "tinygpt":
         changes = [('budget = "60s"', f'budget = "{args.budget:g}s"\n'
                                       f'budget_grace = "{args.grace:g}s"'),
                    ("baseline_runs = 3", "baseline_runs = 2\nmax_runs = 3")]
-        if not early:
+        if early:
+            changes += [("horizons = [0.25]", f"horizons = {schedule(args)}"),
+                        ("reduction_factor = 3", f"reduction_factor = {args.reduction_factor}")]
+        else:
             changes += [('pruner = "median"', 'pruner = "none"'),
                         ("horizons = [0.25]", "horizons = []")]
     else:
         changes = [("baseline_runs = 2", "baseline_runs = 2\nmax_runs = 3")]
-        text += f"\n[fidelity]\nhorizons = {'[0.25]' if early else '[]'}\n"
+        horizons = schedule(args) if early else "[]"
+        text += (f"\n[fidelity]\nhorizons = {horizons}\n"
+                 f"reduction_factor = {args.reduction_factor}\n")
     for old, new in changes:
         assert old in text, f"{old!r} is not in {example}/ratchet.toml"
         text = text.replace(old, new, 1)
@@ -133,13 +144,19 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=20.0,
                         help="tinygpt's budget_grace: start-up, data, saving; a short run "
                              "keeps all of it")
+    parser.add_argument("--horizons", default="0.25",
+                        help="the early arm's [fidelity] horizons, e.g. 0.1,0.3")
+    parser.add_argument("--reduction-factor", type=int, default=3,
+                        help="the early arm's [fidelity] reduction_factor")
     parser.add_argument("--proposals", type=int, default=12)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--no-equal-dollars", action="store_true")
     args = parser.parse_args()
     print(f"TPE, {args.proposals} proposals; tinygpt on CPU with {args.budget:g} s of training "
-          f"a run ({args.grace:g} s grace); 'pruned' counts both kinds of stop, 'short' those "
-          "stopped after a short run, 'unkept s' the compute of candidates not kept")
+          f"a run ({args.grace:g} s grace); early stopping screens at horizons {schedule(args)}, "
+          f"the best 1/{args.reduction_factor} going on; 'pruned' counts both kinds of stop, "
+          "'short' those stopped after a short run, 'unkept s' the compute of candidates not "
+          "kept")
     print(f"{'example':>8} {'seed':>4} {'arm':>15} {'exps':>5} {'pruned':>6} {'short':>6} "
           f"{'compute s':>10} {'unkept s':>9} {'$':>8} {'best':>10} {'sigma':>8}")
     for example in args.examples.split(","):
