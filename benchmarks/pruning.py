@@ -128,8 +128,9 @@ def compare(example: str, seed: int, args: argparse.Namespace) -> None:
           flush=True)
     unkept = 1 - early.unkept_s / full.unkept_s if full.unkept_s else 0.0
     print(f"{example} seed {seed}: on candidates that were not kept (the baseline and the "
-          f"kept ones' runs for the noise decision are never cut short) it saved {unkept:.0%}",
-          flush=True)
+          f"kept ones' runs for the noise decision are never cut short) it saved {unkept:.0%}; "
+          f"they were {full.unkept_s / full.compute_s:.0%} of the full-run study's compute, "
+          "the most any early stopping could save in it", flush=True)
     if same_dollars is not None:
         at_same = same_dollars.best - full.best
         print(f"{example} seed {seed}: at the full-run study's dollars, early stopping's best "
