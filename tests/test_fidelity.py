@@ -17,7 +17,7 @@ from ratchet.cli import main
 from ratchet.config import FidelityConfig, parse_config
 from ratchet.engine import SilentReporter
 from ratchet.errors import ConfigError
-from ratchet.fidelity import ScreeningCost, judge, next_horizon, screening_cost
+from ratchet.fidelity import Promotion, ScreeningCost, judge, next_horizon, screening_cost
 from ratchet.records import Experiment
 from ratchet.reports.data import summarize
 from ratchet.study import Study, open_study
@@ -192,6 +192,20 @@ def test_the_report_tells_a_short_stop_from_a_mid_run_prune(study: Study) -> Non
     summary = summarize(study.record, study.experiments(), minimize=True)
     assert summary.unpromoted_rate == pytest.approx(1 / 2) and summary.pruned_rate == 0
     assert summary.saved_s > 0
+
+
+def test_a_promoted_candidate_pruned_mid_run_counts_as_pruned_mid_run(study: Study) -> None:
+    """Its last decision is still its promotion; the report must not count it as unpromoted."""
+    promoted = Promotion(promoted=True, horizon=0.5, value=0.4, rank=1, competitors=3, places=1)
+    stopped = Promotion(promoted=False, horizon=0.5, value=0.9, rank=3, competitors=3, places=1)
+    base = {"study_id": 1, "kind": "candidate", "status": "pruned"}
+    mid_run = Experiment(number=1, **base, decision=promoted.to_dict(),
+                         reason="pruned at step 30: loss 4.5 (median pruner)")
+    short = Experiment(number=2, **base, decision=stopped.to_dict(), reason=stopped.reason)
+    assert not mid_run.not_promoted and short.not_promoted
+    summary = summarize(study.record, [mid_run, short], minimize=True)
+    assert summary.pruned_rate == pytest.approx(1 / 2)
+    assert summary.unpromoted_rate == pytest.approx(1 / 2)
 
 
 def test_status_counts_candidates_stopped_short_as_pruned(

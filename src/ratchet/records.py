@@ -99,8 +99,13 @@ class Experiment:
 
     @property
     def not_promoted(self) -> bool:
-        """Stopped after a run at a short horizon, rather than pruned mid-run."""
-        return self.status == PRUNED and (self.decision or {}).get("rule") == PROMOTION_RULE
+        """Stopped after a run at a short horizon, rather than pruned mid-run.
+
+        A candidate promoted to its full run and then pruned mid-run keeps the promotion as its
+        last decision; it counts as pruned mid-run."""
+        decision = self.decision or {}
+        return (self.status == PRUNED and decision.get("rule") == PROMOTION_RULE
+                and not decision.get("promoted"))
 
 
 @dataclass
