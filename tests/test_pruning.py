@@ -17,7 +17,7 @@ from conftest import commit_all, git
 
 from ratchet.cli import main
 from ratchet.config import PruningConfig, parse_config
-from ratchet.pruning import RunJudge
+from ratchet.pruning import RunJudge, references
 from ratchet.records import Experiment
 from ratchet.steps import Curve, parse_line
 from ratchet.study import Study, open_study
@@ -173,13 +173,13 @@ def test_the_judge_waits_for_enough_earlier_runs_and_its_warmup() -> None:
                           curve=[[s, value + 1 / s] for s in range(1, 6)])
 
     config = PruningConfig(pruner="median", startup_runs=3, warmup_steps=2)
-    assert RunJudge(config, True, "loss", [run(0.1), run(0.2)]).report(1, 9.0) is None
-    judge = RunJudge(config, True, "loss", [run(0.1), run(0.2), run(0.3)])
+    assert RunJudge(config, True, "loss", references([run(0.1), run(0.2)])).report(1, 9.0) is None
+    judge = RunJudge(config, True, "loss", references([run(0.1), run(0.2), run(0.3)]))
     assert judge.report(1, 9.0) is None  # in its warmup
     reason = judge.report(2, 9.0)
     assert reason is not None and "step 2" in reason and "3 earlier runs" in reason
     maximize = RunJudge(PruningConfig(pruner="median", startup_runs=1), False, "acc",
-                        [run(0.5)])
+                        references([run(0.5)]))
     assert maximize.report(1, 9.0) is None  # higher is better here
 
 
@@ -221,12 +221,12 @@ def test_a_run_judge_travels_to_another_process_with_what_it_knows() -> None:
     earlier = [Experiment(study_id=1, number=i, kind="proposal", status="discard", value=v,
                           values=[v], curve=[[1, v + 1], [2, v + 0.5]])
                for i, v in enumerate([0.5, 0.4, 0.6])]
-    here = RunJudge(config, True, "loss", earlier)
+    here = RunJudge(config, True, "loss", references(earlier))
     there = pickle.loads(pickle.dumps(here))
     assert there.report(1, 1.3) is None and here.report(1, 1.3) is None  # below the median
     reason = there.report(2, 9.0)
     assert reason is not None and reason == here.report(2, 9.0)
-    hopeless = pickle.loads(pickle.dumps(RunJudge(config, True, "loss", earlier)))
+    hopeless = pickle.loads(pickle.dumps(RunJudge(config, True, "loss", references(earlier))))
     assert hopeless.report(1, 1.9) is not None  # worse than every earlier run's 1.4 to 1.6
 
 
@@ -238,5 +238,5 @@ def test_a_run_judge_travels_without_the_earlier_runs_code() -> None:
                           values=[0.5], curve=[[1, 1.5]], diff="+" + "x" * 1_000_000,
                           description=f"secret {i}")
                for i in range(3)]
-    sent = pickle.dumps(RunJudge(config, True, "loss", earlier))
+    sent = pickle.dumps(RunJudge(config, True, "loss", references(earlier)))
     assert len(sent) < 5_000 and b"secret" not in sent

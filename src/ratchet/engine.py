@@ -34,7 +34,7 @@ from ratchet.execute.process import kill_group
 from ratchet.fidelity import Promotion, next_horizon, screening_cost
 from ratchet.fidelity import judge as judge_promotion
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
-from ratchet.pruning import RunJudge, unspent_s
+from ratchet.pruning import RunJudge, references, unspent_s
 from ratchet.records import (
     BASELINE,
     DISCARD,
@@ -387,7 +387,7 @@ class Engine:
                 or experiment.status == KEEP:
             return None
         return RunJudge(pruning, self.config.minimize, self.config.step_metric,
-                        self.store.experiments(self.context.id))
+                        references(self.store.experiments(self.context.id)))
 
     def _code(self, experiment: Experiment) -> str:
         """The commit to evaluate (on the executor's thread): built once, then reused."""

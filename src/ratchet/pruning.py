@@ -51,7 +51,7 @@ class Reference:
 
 def references(experiments: Sequence[Experiment]) -> list[Reference]:
     """The earlier runs a running one is compared with: finished, with a curve."""
-    return [Reference(e.status == PRUNED, e.value, tuple((int(s), v) for s, v in e.curve or []))
+    return [Reference(e.status == PRUNED, e.value, tuple((int(s), v) for s, v in e.curve))
             for e in experiments if e.curve and (
                 e.status == PRUNED or (e.status in (KEEP, DISCARD) and e.value is not None))]
 
@@ -60,18 +60,7 @@ class RunJudge:
     """Decides, value by value, whether one running experiment should be stopped."""
 
     def __init__(self, config: PruningConfig, minimize: bool, metric: str,
-                 earlier: Sequence[Experiment]) -> None:
-        self._start(config, minimize, metric, references(earlier))
-
-    @classmethod
-    def from_references(cls, config: PruningConfig, minimize: bool, metric: str,
-                        earlier: Sequence[Reference]) -> RunJudge:
-        judge = cls.__new__(cls)
-        judge._start(config, minimize, metric, earlier)
-        return judge
-
-    def _start(self, config: PruningConfig, minimize: bool, metric: str,
-               earlier: Sequence[Reference]) -> None:
+                 earlier: Sequence[Reference]) -> None:
         self.config, self.minimize, self.metric = config, minimize, metric
         self.earlier = list(earlier)
         self.study = optuna.create_study(
@@ -87,7 +76,7 @@ class RunJudge:
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         """Sent to another process (a Ray worker) as what it is made of, made anew there:
         its Optuna study holds locks, which do not travel."""
-        return RunJudge.from_references, (self.config, self.minimize, self.metric, self.earlier)
+        return RunJudge, (self.config, self.minimize, self.metric, self.earlier)
 
     def report(self, step: int, value: float) -> str | None:
         seen = step in self.curve.values
