@@ -97,6 +97,13 @@ class SandboxConfig:
     mode: str = "bwrap"
     network: bool = False
     read_only: tuple[str, ...] = ()  # extra paths it may read: datasets, caches
+    # What one phase of a run may take beyond time and memory; a breach ends the run.
+    max_processes: int = 512  # processes alive at once in one phase's sandbox
+    max_open_files: int = 4096  # per process
+    max_output_bytes: int = 64 * 2**20  # what a phase prints (its log on disk is cut there)
+    max_disk_bytes: int = 20 * 2**30  # what a phase adds to its work tree
+    tmpfs_bytes: int = 2 * 2**30  # each private tmpfs (/tmp, /dev/shm, HOME), when no
+    # [task] memory_limit sizes them (their use counts toward that limit)
 
 
 @dataclass(frozen=True)
@@ -274,7 +281,8 @@ def _parse_budget(reader: _Reader, task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse_sandbox(reader: _Reader, section: dict[str, Any]) -> SandboxConfig:
-    reader.only_keys(section, "sandbox", {"mode", "network", "read_only"})
+    reader.only_keys(section, "sandbox", {"mode", "network", "read_only", "max_processes",
+                                          "max_open_files", "max_output", "max_disk"})
     mode = reader.string(section, "sandbox", "mode") or "bwrap"
     if mode not in SANDBOX_MODES:
         reader.fail("sandbox", "mode", f"must be 'bwrap' or 'none', got {mode!r}")
@@ -285,7 +293,16 @@ def _parse_sandbox(reader: _Reader, section: dict[str, Any]) -> SandboxConfig:
     for path in paths:
         if ".." in Path(path).parts:
             reader.fail("sandbox", "read_only", f"{path!r}: '..' is not allowed")
-    return SandboxConfig(mode=mode, network=network, read_only=tuple(paths))
+    default = SandboxConfig()
+    return SandboxConfig(
+        mode=mode, network=network, read_only=tuple(paths),
+        max_processes=reader.integer(section, "sandbox", "max_processes",
+                                     default.max_processes, low=4),
+        max_open_files=reader.integer(section, "sandbox", "max_open_files",
+                                      default.max_open_files, low=64),
+        max_output_bytes=reader.memory(section, "sandbox", "max_output")
+        or default.max_output_bytes,
+        max_disk_bytes=reader.memory(section, "sandbox", "max_disk") or default.max_disk_bytes)
 
 
 def _parse_resources(reader: _Reader, section: dict[str, Any]) -> ResourcesConfig:

@@ -3,18 +3,22 @@
 The run goes in phases: the task's command (edited code runs here, under the compute budget,
 without the hidden files), then the protected `evaluate` command if the task has one (it alone
 sees the hidden files; a protected `predict` process beside it runs the edited model for it,
-again without them, and they talk over two pipes). The metric is read only from the last phase,
-so a line printed by edited code cannot forge it when a protected phase exists. Protected files
-are hashed before, between and after the phases; any change voids the run.
+again without them, and they talk over two pipes). The evaluate and holdout phases run in a
+copy of the committed tree taken before the command phase: nothing the command phase wrote
+(a model file to unpickle, bytecode, a module that shadows one) ever reaches them; what it
+trained reaches the evaluator only through `predict`, which is as untrusted as the command.
+The metric is read only from the last phase, so a line printed by edited code cannot forge it
+when a protected phase exists. Protected files are hashed before and after the phases; any
+change voids the run.
 """
 
 from __future__ import annotations
 
-import importlib.machinery
 import json
 import math
 import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -23,14 +27,14 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ratchet.config import TaskConfig, metric_regex
-from ratchet.execute.process import ProcessOutcome, ProcessRunner
-from ratchet.execute.sandbox import Sandbox
+from ratchet.execute.gitrepo import remove_tree
+from ratchet.execute.process import MAX_TREE_ENTRIES, ProcessOutcome, ProcessRunner
+from ratchet.execute.sandbox import Limits, Sandbox
 from ratchet.execute.watch import StepMonitor, StepWatcher
-from ratchet.execute.workspace import digest_changes, protected_digest, tree_digest
+from ratchet.execute.workspace import digest_changes, protected_digest
 from ratchet.flags import FlagsError, fill, read_flags
 from ratchet.globs import matches_any
 from ratchet.steps import Curve
-from ratchet.units import format_memory
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 # A protected evaluate phase may void a run it refuses to score (a non-causal model, say).
@@ -39,10 +43,7 @@ BUDGET_VARIABLE = "RATCHET_TIME_BUDGET"  # seconds the command phase may train
 HORIZON_VARIABLE = "RATCHET_HORIZON"  # the run's multiple of the task's budget
 PREDICT_VARIABLE = "RATCHET_PREDICT_FDS"  # "<write fd>,<read fd>" of the pipes to `predict`
 PREDICT_EXIT_GRACE_S = 2.0
-# Files Python imports: code the command phase writes could shadow a module the protected
-# evaluator imports (a `json.py` beside evaluate.py is imported before the standard library's).
-# Bytecode the command phase leaves in __pycache__ is such a file too.
-IMPORTABLE = (*importlib.machinery.all_suffixes(), ".pth")
+COMMITTED_SUFFIX = ".committed"  # beside a work tree: the copy the protected phases run in
 
 
 _METRIC_LIKE = re.compile(r"^[ \t]*(?P<name>[A-Za-z_][\w./-]{0,40})[ \t]*[:=][ \t]*"
@@ -158,7 +159,14 @@ class Evaluator:
         read_only = tuple(self._read_only(worktree))
         hidden = () if sees_hidden else tuple(_hidden_files(worktree, read_only, cfg.hidden))
         return Sandbox(workdir=worktree, writable=writable, network=cfg.sandbox.network,
-                       conceal=self.conceal, hidden=hidden, read_only=read_only)
+                       conceal=self.conceal, hidden=hidden, read_only=read_only,
+                       limits=self.limits())
+
+    def limits(self) -> Limits:
+        box, memory = self.config.sandbox, self.config.memory_limit_bytes
+        return Limits(processes=box.max_processes, open_files=box.max_open_files,
+                      output_bytes=box.max_output_bytes, disk_bytes=box.max_disk_bytes,
+                      tmpfs_bytes=memory or box.tmpfs_bytes, memory_bytes=memory)
 
     def _read_only(self, worktree: Path) -> Iterable[tuple[Path, Path]]:
         """`[sandbox].read_only`: absolute paths where they are; relative ones (data beside
@@ -182,15 +190,29 @@ class Evaluator:
         # A shorter horizon keeps the whole timeout: start-up and evaluation do not shrink.
         deadline = time.monotonic() + cfg.timeout_s * max(horizon, 1.0)
         expected = protected_digest(worktree, cfg.protected)
-        code_before = _code_digest(worktree)
         result = RunResult(status="ok", horizon=horizon)
         try:
             command = self._filled(cfg.command, worktree)
         except FlagsError as exc:  # the flags file is the proposer's: its problem is a crash
             result.status, result.reason = "crash", str(exc)
             return result
+        committed = _committed_copy(worktree) if cfg.evaluate else None
+        try:
+            self._run_phases(result, command, worktree, committed, env, deadline, log, runner,
+                             monitor, expected)
+        finally:
+            if committed is not None:
+                remove_tree(committed)
+        return result
+
+    def _run_phases(self, result: RunResult, command: str | None, worktree: Path,
+                    committed: Path | None, env: Mapping[str, str], deadline: float, log: Path,
+                    runner: ProcessRunner, monitor: StepMonitor | None,
+                    expected: Mapping[str, str]) -> None:
+        """The command phase in `worktree`, then the protected phases in `committed`."""
+        cfg = self.config
         output, outcome, budget_reason, stopped = self._command_phase(
-            command, worktree, env, deadline, log, runner, horizon, monitor)
+            command, worktree, env, deadline, log, runner, result.horizon, monitor)
         all_output = output
         _account(result, outcome)
         curve = Curve(cfg.minimize)
@@ -198,42 +220,44 @@ class Evaluator:
         result.curve = curve.pairs() or None
         if stopped is not None:
             result.status, result.reason = "pruned", stopped
-            return result
-        failure = self._failure("command", outcome, worktree, expected, budget_reason) \
-            or self._planted_code(worktree, code_before, log)
+            return
+        failure = self._failure("command", outcome, worktree, expected, budget_reason)
         if failure:
             result.status, result.reason = failure
-            return result
-        if cfg.evaluate:
+            return
+        scored_in = worktree
+        if cfg.evaluate and committed is not None:
+            scored_in = committed
             if cfg.metric.file:
-                escape = _leaves(worktree, cfg.metric.file)
+                escape = _leaves(committed, cfg.metric.file)
                 if escape:
                     result.status, result.reason = "void", escape
-                    return result
-                # edited code must not be able to pre-write the result file
-                (worktree / cfg.metric.file).unlink(missing_ok=True)
-            output, outcome = self._scoring_phase("evaluate", cfg.evaluate, worktree, env,
-                                                  deadline, log, runner)
+                    return
+                _remove_path(committed / cfg.metric.file)  # a committed stale result
+            output, outcome = self._scoring_phase("evaluate", cfg.evaluate, committed, worktree,
+                                                  env, deadline, log, runner)
             all_output += output
             _account(result, outcome)
             refused = VOID_LINE.search(output)
             if refused:
                 result.status = "void"
                 result.reason = f"the evaluator refused to score it: {refused.group('reason')}"
-                return result
-            failure = self._failure("evaluate", outcome, worktree, expected)
+                return
+            failure = self._failure("evaluate", outcome, committed, expected)
             if failure:
                 result.status, result.reason = failure
-                return result
+                if failure[0] == "crash":
+                    result.reason = _reads_written(output, worktree, committed) or failure[1]
+                return
         try:
-            result.value = self._metric(output, worktree)
+            result.value = self._metric(output, scored_in)
         except MetricError as exc:
             result.status, result.reason = "crash", str(exc)
-            return result
+            return
         result.secondary = _secondary(all_output, cfg.metric.secondary)
-        if cfg.holdout_command and horizon >= 1.0:  # a short run's holdout would go unused
-            result.holdout = self._holdout(worktree, env, deadline, log, runner, expected, result)
-        return result
+        if cfg.holdout_command and result.horizon >= 1.0:  # a short run's holdout goes unused
+            result.holdout = self._holdout(scored_in, worktree, env, deadline, log, runner,
+                                           expected, result)
 
     def _command_phase(self, command: str | None, worktree: Path, env: Mapping[str, str],
                        deadline: float, log: Path, runner: ProcessRunner, horizon: float,
@@ -254,13 +278,12 @@ class Evaluator:
                                       peak_mem_mb=0.0), None, None
         sandbox = self.sandbox(worktree, sees_hidden=False)
         stopped = None
-        with _PhaseOutput(log, "command", command) as phase:
+        with _PhaseOutput(log, "command", command, sandbox.limits.output_bytes) as phase:
             if monitor is None:
-                phase.outcome = runner.run(command, sandbox, env, max(limit, 0.001), log,
-                                           cfg.memory_limit_bytes)
+                phase.outcome = runner.run(command, sandbox, env, max(limit, 0.001), log)
             else:
                 watcher = StepWatcher(log, phase.offset, cfg.step_metric, cfg.minimize, monitor)
-                running = runner.start(command, sandbox, env, log, cfg.memory_limit_bytes)
+                running = runner.start(command, sandbox, env, log)
                 if running is not None:
                     watcher.start(running.proc.pid)
                 try:
@@ -281,40 +304,42 @@ class Evaluator:
             raise FlagsError(f"the flags file {name} is a link, not a file")
         return fill(command, read_flags(worktree / name, name), name)
 
-    def _scoring_phase(self, name: str, command: str, worktree: Path, env: Mapping[str, str],
-                       deadline: float, log: Path,
+    def _scoring_phase(self, name: str, command: str, committed: Path, worktree: Path,
+                       env: Mapping[str, str], deadline: float, log: Path,
                        runner: ProcessRunner) -> tuple[str, ProcessOutcome]:
-        """A protected phase that sees the hidden files; with `predict`, the edited model runs
-        beside it in a read-only sandbox without them, reached through two pipes."""
+        """A protected phase, run in the `committed` tree with the hidden files; with
+        `predict`, the edited model runs beside it in the command phase's `worktree`,
+        read-only and without them, reached through two pipes."""
         cfg = self.config
         limit = max(deadline - time.monotonic(), 0.001)
-        sandbox = self.sandbox(worktree, sees_hidden=True)
-        with _PhaseOutput(log, name, command) as phase:
+        sandbox = self.sandbox(committed, sees_hidden=True)
+        with _PhaseOutput(log, name, command, sandbox.limits.output_bytes) as phase:
             if not cfg.predict:
-                phase.outcome = runner.run(command, sandbox, env, limit, log,
-                                           cfg.memory_limit_bytes)
+                phase.outcome = runner.run(command, sandbox, env, limit, log)
             else:
-                phase.outcome = self._with_predictor(command, sandbox, env, limit, log, runner)
+                phase.outcome = self._with_predictor(command, sandbox, worktree, env, limit, log,
+                                                     runner)
         return phase.output, phase.outcome
 
-    def _with_predictor(self, command: str, sandbox: Sandbox, env: Mapping[str, str],
-                        limit: float, log: Path, runner: ProcessRunner) -> ProcessOutcome:
+    def _with_predictor(self, command: str, sandbox: Sandbox, worktree: Path,
+                        env: Mapping[str, str], limit: float, log: Path,
+                        runner: ProcessRunner) -> ProcessOutcome:
         cfg = self.config
         assert cfg.predict
         to_model_r, to_model_w = os.pipe()
         from_model_r, from_model_w = os.pipe()
-        model_box = self.sandbox(sandbox.workdir, sees_hidden=False, writable=False)
+        model_box = self.sandbox(worktree, sees_hidden=False, writable=False)
         # Its own log: what the edited model prints never mixes with the metric's output.
         model_log = log.with_suffix(".predict.log")
         with open(model_log, "a") as f:
             f.write(f"==> ratchet: predict: {cfg.predict}\n")
-        model = runner.start(cfg.predict, model_box, env, model_log, cfg.memory_limit_bytes,
+        model = runner.start(cfg.predict, model_box, env, model_log,
                              stdin=to_model_r, stdout=from_model_w)
         os.close(to_model_r)
         os.close(from_model_w)
         scorer_env = {**env, PREDICT_VARIABLE: f"{to_model_w},{from_model_r}"}
         try:
-            scorer = runner.start(command, sandbox, scorer_env, log, cfg.memory_limit_bytes,
+            scorer = runner.start(command, sandbox, scorer_env, log,
                                   pass_fds=(to_model_w, from_model_r))
         except BaseException:
             runner.finish(model, 0.0)  # the scorer never started: no model left behind
@@ -327,7 +352,8 @@ class Evaluator:
         helper = runner.finish(model, limit + PREDICT_EXIT_GRACE_S)
         outcome.cpu_s += helper.cpu_s
         outcome.peak_mem_mb = max(outcome.peak_mem_mb, helper.peak_mem_mb)
-        outcome.memory_exceeded = outcome.memory_exceeded or helper.memory_exceeded
+        if helper.breach and not outcome.breach:
+            outcome.breach = f"the predict process: {helper.breach}"
         return outcome
 
     def _failure(self, phase: str, outcome: ProcessOutcome, worktree: Path,
@@ -338,34 +364,13 @@ class Evaluator:
             return "void", f"protected files changed during the {phase} phase: {', '.join(changed)}"
         if outcome.cancelled:
             return "interrupted", "stopped by the user"
-        if outcome.memory_exceeded:
-            limit = format_memory(self.config.memory_limit_bytes or 0)
-            return "crash", (f"{phase} phase killed: its processes together used more than the "
-                             f"memory limit of {limit}")
+        if outcome.breach:
+            return "crash", f"{phase} phase killed: {outcome.breach}"
         if outcome.timed_out:
             return "timeout", timeout_reason or (f"timed out after {self.config.timeout_s:g}s "
                                                  "(process group killed)")
         if outcome.returncode != 0:
             return "crash", f"{phase} phase exited with code {outcome.returncode}"
-        return None
-
-    def _planted_code(self, worktree: Path, before: Mapping[str, str],
-                      log: Path) -> tuple[str, str] | None:
-        """Code the command phase wrote must not run in the protected phases: new importable
-        files are deleted; a changed one that is not editable voids the run."""
-        after = _code_digest(worktree)
-        changed = sorted(p for p in before if p in after and after[p] != before[p]
-                         and not matches_any(p, self.config.editable))
-        if changed:
-            return "void", ("the command phase changed code it may not edit: "
-                            f"{', '.join(changed)}")
-        planted = sorted(set(after) - set(before))
-        for path in planted:
-            (worktree / path).unlink()
-        if planted:
-            with open(log, "a") as f:
-                f.write(f"==> ratchet: removed code the command phase wrote: "
-                        f"{', '.join(planted)}\n")
         return None
 
     def _metric(self, output: str, worktree: Path) -> float:
@@ -374,14 +379,14 @@ class Evaluator:
             return read_metric_file(worktree / metric.file, metric.name)
         return parse_metric(output, metric.name, metric.pattern)
 
-    def _holdout(self, worktree: Path, env: Mapping[str, str], deadline: float, log: Path,
-                 runner: ProcessRunner, expected: Mapping[str, str],
-                 result: RunResult) -> float | None:
+    def _holdout(self, committed: Path, worktree: Path, env: Mapping[str, str],
+                 deadline: float, log: Path, runner: ProcessRunner,
+                 expected: Mapping[str, str], result: RunResult) -> float | None:
         assert self.config.holdout_command
-        output, outcome = self._scoring_phase("holdout", self.config.holdout_command, worktree,
-                                              env, deadline, log, runner)
+        output, outcome = self._scoring_phase("holdout", self.config.holdout_command, committed,
+                                              worktree, env, deadline, log, runner)
         _account(result, outcome)
-        failure = self._failure("holdout", outcome, worktree, expected)
+        failure = self._failure("holdout", outcome, committed, expected)
         if failure:
             result.holdout_problem = f"the holdout command failed: {failure[1]}"
             return None
@@ -394,10 +399,12 @@ class Evaluator:
 
 
 class _PhaseOutput:
-    """Marks a phase in the log and reads back what the phase wrote to it."""
+    """Marks a phase in the log and reads back what the phase wrote to it: at most
+    `most_bytes` (the run was killed past that); the log on disk is cut there too."""
 
-    def __init__(self, log: Path, name: str, command: str) -> None:
+    def __init__(self, log: Path, name: str, command: str, most_bytes: int) -> None:
         self.log, self.name, self.command = log, name, command
+        self.most_bytes = most_bytes
         self.output = ""
         self.outcome: ProcessOutcome
 
@@ -408,14 +415,60 @@ class _PhaseOutput:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with open(self.log, "rb") as f:
+        with open(self.log, "rb+") as f:
             f.seek(self.offset)
-            self.output = f.read().decode("utf-8", errors="replace")
+            self.output = f.read(self.most_bytes).decode("utf-8", errors="replace")
+            if f.read(1):
+                f.truncate(self.offset + self.most_bytes)
+                f.seek(0, os.SEEK_END)
+                f.write(b"\n==> ratchet: output cut here (over the output limit)\n")
 
 
-def _code_digest(worktree: Path) -> dict[str, str]:
-    """sha256 of every importable file in the work tree."""
-    return tree_digest(worktree, lambda rel: rel.endswith(IMPORTABLE))
+def _committed_copy(worktree: Path) -> Path:
+    """A copy of `worktree` as the executor made it (the committed tree, hidden files
+    included), taken before any phase runs: where the protected phases run."""
+    copy = worktree.with_name(worktree.name + COMMITTED_SUFFIX)
+    remove_tree(copy)
+    subprocess.run(["cp", "-a", "--", str(worktree), str(copy)], check=True,
+                   capture_output=True)
+    return copy
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_symlink() or path.exists():
+        remove_tree(path)
+
+
+def _reads_written(output: str, worktree: Path, committed: Path) -> str | None:
+    """Why a protected phase failed, when its output names a file only the command phase
+    wrote: it looked for it in the committed tree, where such files never are."""
+    for relative in _written_files(worktree, committed):
+        if relative in output or (os.sep in relative and Path(relative).name in output):
+            return (f"the evaluate phase reads {relative}, which the command phase wrote: the "
+                    "evaluate and holdout phases see only the committed tree; load it in the "
+                    "[task] predict process instead")
+    return None
+
+
+def _written_files(worktree: Path, committed: Path) -> list[str]:
+    """Files in `worktree` that the committed tree does not have (walked without recursion,
+    at most MAX_TREE_ENTRIES entries)."""
+    found: list[str] = []
+    todo, seen = [worktree], 0
+    while todo and seen < MAX_TREE_ENTRIES:
+        folder = todo.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            relative = os.path.relpath(entry.path, worktree)
+            if entry.is_dir(follow_symlinks=False):
+                todo.append(Path(entry.path))
+            elif not os.path.lexists(committed / relative):
+                found.append(relative)
+    return sorted(found, key=len, reverse=True)
 
 
 def _leaves(worktree: Path, relative: str) -> str | None:

@@ -1,18 +1,22 @@
 """Running one command: under a launcher, in its own process group, watched, and killed whole.
 
 A `ProcessRunner` starts a shell command under a launcher (see `sandbox`), waits for it with a
-timeout, and afterwards kills whatever the command left behind. A watchdog samples the memory
-of the whole process tree (every descendant, not just the largest process), records its peak,
-and kills the tree when it passes the task's limit: this works for CUDA processes, whose huge
-virtual address space made `ulimit -v` useless, and needs no cgroup. It also adds up the tree's
-CPU time, which `wait4` cannot see through a PID namespace (it misses at most the last sample
-interval).
+timeout, and afterwards kills whatever the command left behind. The sandbox's `Limits` are kept
+two ways. What the kernel can cap at once is set as rlimits before the command starts (open
+files, the size of any one file, processes of its user as a backstop, no core dumps). The rest
+a watchdog samples, killing the whole tree on a breach and saying which: the resident memory of
+the whole process tree (every descendant, not just the largest process) plus what it holds in
+its private tmpfs, the number of its processes, the size of its output, and what it added to
+its work tree. This needs no cgroup, and works for CUDA processes, whose huge virtual address
+space made `ulimit -v` useless. The watchdog also adds up the tree's CPU time, which `wait4`
+cannot see through a PID namespace (it misses at most the last sample interval).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -21,10 +25,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ratchet.execute.sandbox import Launcher, NoLauncher, Sandbox
+from ratchet.execute.sandbox import Launcher, Limits, NoLauncher, Sandbox
+from ratchet.units import format_memory
 
 KILL_GRACE_S = 2.0
 SAMPLE_INTERVAL_S = 0.1
+DISK_EVERY = 20  # samples between two measures of the work tree (a walk of its files)
+MAX_TREE_ENTRIES = 1_000_000  # files a work tree may hold; a walk stops there
+THREADS_PER_PROCESS = 16  # the rlimit on a user's processes counts threads too
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -37,7 +45,11 @@ class ProcessOutcome:
     cpu_s: float
     peak_mem_mb: float
     cancelled: bool = False
-    memory_exceeded: bool = False
+    breach: str | None = None  # the limit it broke, when the watchdog killed it
+
+    @property
+    def memory_exceeded(self) -> bool:
+        return self.breach is not None and self.breach.startswith(MEMORY_BREACH)
 
 
 class _Running:
@@ -68,29 +80,34 @@ class ProcessRunner:
             kill_tree(pgid)
 
     def run(self, command: str, sandbox: Sandbox, env: Mapping[str, str], timeout_s: float,
-            log: Path, memory_limit_bytes: int | None = None) -> ProcessOutcome:
-        running = self.start(command, sandbox, env, log, memory_limit_bytes)
+            log: Path) -> ProcessOutcome:
+        running = self.start(command, sandbox, env, log)
         return self.finish(running, timeout_s)
 
     def start(self, command: str, sandbox: Sandbox, env: Mapping[str, str], log: Path,
-              memory_limit_bytes: int | None = None, stdin: int | None = None,
-              stdout: int | None = None, pass_fds: Sequence[int] = ()) -> _Running | None:
+              stdin: int | None = None, stdout: int | None = None,
+              pass_fds: Sequence[int] = ()) -> _Running | None:
         """Start `command`; None when the runner was cancelled. Output goes to `log` unless
         `stdout` names another descriptor (a pipe); stderr always goes to `log`."""
         argv = self.launcher.wrap(["/bin/sh", "-c", command], sandbox)
+        self.launcher.prepare(sandbox)
         with self._lock:
             if self._cancelled:
                 return None
             with open(log, "ab") as out:
+                offset = out.tell()
                 proc = subprocess.Popen(
                     argv, cwd=sandbox.workdir, env=dict(env),
                     stdin=subprocess.DEVNULL if stdin is None else stdin,
                     stdout=out if stdout is None else stdout, stderr=out,
-                    start_new_session=True, pass_fds=tuple(pass_fds))
+                    start_new_session=True, pass_fds=tuple(pass_fds),
+                    preexec_fn=_rlimits_setter(sandbox.limits))
             self._groups.add(proc.pid)
         if self.on_start:
             self.on_start(proc.pid)
-        watchdog = TreeWatchdog(proc.pid, memory_limit_bytes)
+        watchdog = TreeWatchdog(proc.pid, sandbox.limits, _Output(log, offset),
+                                sandbox.workdir if sandbox.writable else None,
+                                [sandbox.home] if sandbox.private_home else [])
         watchdog.start()
         return _Running(proc, watchdog)
 
@@ -118,20 +135,61 @@ class ProcessRunner:
             cpu_s=max(usage.ru_utime + usage.ru_stime, running.watchdog.cpu_s),
             peak_mem_mb=max(running.watchdog.peak_bytes, usage.ru_maxrss * 1024) / 2**20,
             cancelled=cancelled and not timed_out,
-            memory_exceeded=running.watchdog.exceeded,
+            breach=running.watchdog.breach,
         )
 
 
-class TreeWatchdog:
-    """Samples the resident memory of a process and all its descendants; kills past a limit."""
+MEMORY_BREACH = "its processes together used more than the memory limit"
 
-    def __init__(self, pid: int, limit_bytes: int | None) -> None:
-        self.pid, self.limit_bytes = pid, limit_bytes
+
+def _rlimits_setter(limits: Limits) -> Callable[[], None]:
+    """What the child sets before it becomes the command: async-signal-safe calls only."""
+    values = [(resource.RLIMIT_NOFILE, limits.open_files),
+              (resource.RLIMIT_FSIZE, limits.disk_bytes),
+              (resource.RLIMIT_NPROC, limits.processes * THREADS_PER_PROCESS),
+              (resource.RLIMIT_CORE, 0)]
+
+    def set_limits() -> None:
+        for kind, value in values:
+            _, hard = resource.getrlimit(kind)
+            cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(kind, (cap, cap))
+    return set_limits
+
+
+@dataclass
+class _Output:
+    """Where a process's output goes, from which offset: its size is watched."""
+
+    log: Path
+    offset: int
+
+    def size(self) -> int:
+        try:
+            return os.stat(self.log).st_size - self.offset
+        except OSError:
+            return 0
+
+
+class TreeWatchdog:
+    """Samples a process tree against its limits and kills it whole at the first breach:
+    resident memory plus private tmpfs use, processes, output, what it adds to its work tree."""
+
+    def __init__(self, pid: int, limits: Limits | None = None, output: _Output | None = None,
+                 workdir: Path | None = None, private_dirs: Sequence[Path] = ()) -> None:
+        self.pid, self.limits, self.output = pid, limits or Limits(), output
+        self.workdir = workdir
+        self.tmpfs = ["tmp", "dev/shm", *(str(p).lstrip("/") for p in private_dirs)]
+        self.disk_before = _disk_use(workdir) if workdir is not None else 0
         self.peak_bytes = 0
         self.cpu_s = 0.0  # the most CPU time seen in the tree at one sample
-        self.exceeded = False
+        self.breach: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    @property
+    def exceeded(self) -> bool:
+        return self.breach is not None
 
     def start(self) -> None:
         self._thread.start()
@@ -141,16 +199,65 @@ class TreeWatchdog:
         self._thread.join()
 
     def _watch(self) -> None:
+        samples = 0
         while not self._stop.is_set():
             tree = process_tree(self.pid, max_age_s=SAMPLE_INTERVAL_S / 2)
-            used = sum(_rss_bytes(pid) for pid in tree)
+            used = sum(_rss_bytes(pid) for pid in tree) + self._tmpfs_bytes(tree)
             self.peak_bytes = max(self.peak_bytes, used)
             self.cpu_s = max(self.cpu_s, sum(_cpu_seconds(pid) for pid in tree))
-            if self.limit_bytes is not None and used > self.limit_bytes:
-                self.exceeded = True
+            self.breach = self._breach(tree, used, samples % DISK_EVERY == DISK_EVERY - 1)
+            if self.breach:
                 kill_tree(self.pid)
                 return
+            samples += 1
             self._stop.wait(SAMPLE_INTERVAL_S)
+
+    def _breach(self, tree: list[int], used: int, measure_disk: bool) -> str | None:
+        limits = self.limits
+        if limits.memory_bytes is not None and used > limits.memory_bytes:
+            return (f"{MEMORY_BREACH} of {format_memory(limits.memory_bytes)} "
+                    "(their private /tmp, /dev/shm and HOME included)")
+        if len(tree) > limits.processes:
+            return f"it ran more than {limits.processes} processes at once"
+        if self.output is not None and self.output.size() > limits.output_bytes:
+            return f"it printed more than {format_memory(limits.output_bytes)}"
+        if measure_disk and self.workdir is not None:
+            added = _disk_use(self.workdir) - self.disk_before
+            if added > limits.disk_bytes:
+                return f"it wrote more than {format_memory(limits.disk_bytes)} into its work tree"
+        return None
+
+    def _tmpfs_bytes(self, tree: list[int]) -> int:
+        """What the tree holds in its private tmpfs, seen through a process inside the
+        sandbox's mount namespace (the tree's root, bwrap, is outside it)."""
+        inside = tree[1:2]
+        total = 0
+        for pid in inside:
+            for path in self.tmpfs:
+                with contextlib.suppress(OSError):
+                    inner = f"/proc/{pid}/root/{path}"
+                    if os.stat(inner).st_dev == os.stat(f"/{path}").st_dev:
+                        continue  # no mount of its own (no sandbox): the host's directory
+                    stats = os.statvfs(inner)
+                    total += (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+        return total
+
+
+def _disk_use(root: Path) -> int:
+    """Bytes the files under `root` take on disk (allocated blocks: a sparse file costs what
+    it holds), counting at most MAX_TREE_ENTRIES entries; walked without recursion, links
+    never followed."""
+    total, seen, todo = 0, 0, [str(root)]
+    while todo and seen < MAX_TREE_ENTRIES:
+        with contextlib.suppress(OSError), os.scandir(todo.pop()) as entries:
+            for entry in entries:
+                seen += 1
+                with contextlib.suppress(OSError):
+                    info = entry.stat(follow_symlinks=False)
+                    total += info.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+    return total
 
 
 def process_tree(root: int, max_age_s: float = 0.0) -> list[int]:

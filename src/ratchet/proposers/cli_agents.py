@@ -120,7 +120,7 @@ class CliAgentProposer(Proposer):
         the store and the work tree's git link (a way back into the repository) invisible."""
         executable = Path(shutil.which(self.cli.executable) or self.cli.executable).parent
         return Sandbox(workdir=self.worktree, network=True, private_home=False,
-                       conceal=tuple(self.study.concealed_paths()),
+                       unprivileged=False, conceal=tuple(self.study.concealed_paths()),
                        hidden=(self.worktree / ".git",), read_only=((executable, executable),))
 
     def _checkout(self, commit: str) -> None:
