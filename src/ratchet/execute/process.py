@@ -145,7 +145,7 @@ MEMORY_BREACH = "its processes together used more than the memory limit"
 def _rlimits_setter(limits: Limits) -> Callable[[], None]:
     """What the child sets before it becomes the command: async-signal-safe calls only."""
     values = [(resource.RLIMIT_NOFILE, limits.open_files),
-              (resource.RLIMIT_FSIZE, limits.disk_bytes),
+              (resource.RLIMIT_FSIZE, limits.disk_bytes + 2**20),  # past it: a breach
               (resource.RLIMIT_NPROC, limits.processes * THREADS_PER_PROCESS),
               (resource.RLIMIT_CORE, 0)]
 
@@ -195,8 +195,11 @@ class TreeWatchdog:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop sampling; a run that ended between samples is measured once more."""
         self._stop.set()
         self._thread.join()
+        if self.breach is None:
+            self.breach = self._breach([], 0, measure_disk=True)
 
     def _watch(self) -> None:
         samples = 0

@@ -1,0 +1,264 @@
+"""The sandbox's third round of attacks (issue 22): edited code looks for an answer key wherever
+the machine holds a copy, writes kernel settings, reads /etc/shadow, forks a thousand processes,
+hides memory in tmpfs, floods its output, fills the disk. Each attack runs under bwrap, where it
+must fail or end the run with its reason, and without a sandbox (or with the one defence turned
+off), where it succeeds: that shows each check can fail."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ratchet.config import parse_config
+from ratchet.execute import sandbox as sandbox_module
+from ratchet.execute.evaluate import Evaluator
+from ratchet.execute.process import ProcessRunner
+from ratchet.execute.sandbox import BwrapLauncher, Launcher, NoLauncher
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None and os.environ.get("CI") != "true",
+                                reason="bubblewrap is not installed (scripts/test.sh installs it)")
+
+ANSWER = "the-answer-" + uuid.uuid4().hex
+
+
+def run(work: Path, code: str, launcher: Launcher, **sandbox: object) -> tuple[str, object]:
+    """`code` as the command phase of a one-phase task; its output and the run's result."""
+    (work / "run.py").write_text(code + "\nprint('score: 1')\n")
+    data: dict = {"task": {"editable": ["run.py"], "command": "python run.py", "timeout": "60s"},
+                  "metric": {"name": "score"}}
+    memory = sandbox.pop("memory_limit", None)
+    if memory:
+        data["task"]["memory_limit"] = memory
+    if sandbox:
+        data["sandbox"] = sandbox
+    log = work.parent / f"{work.name}.log"
+    result = Evaluator(parse_config(data, work), base_env=dict(os.environ)).evaluate(
+        work, log, ProcessRunner(launcher))
+    return log.read_text(errors="replace"), result
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def copies() -> Iterator[list[Path]]:
+    """Copies of an answer key where a machine may hold one: beside the interpreter's packages
+    (as ratchet's wheel ships its examples), in HOME, in /tmp, /var/tmp, /opt, /srv."""
+    places = [Path(sys.prefix) / f"ratchet-copy-{uuid.uuid4().hex}", Path.home(), Path("/tmp"),
+              Path("/var/tmp"), Path("/opt"), Path("/srv")]
+    made = []
+    for place in places:
+        folder = place / f"answer-{uuid.uuid4().hex}" if place != places[0] else place
+        try:
+            folder.mkdir(parents=True)
+            (folder / "target.json").write_text(ANSWER)
+            made.append(folder)
+        except OSError:
+            continue
+    yield made
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+READ_COPIES = """
+import sys
+for path in sys.argv[1:] or {paths!r}:
+    try:
+        print('read:', open(path).read())
+    except OSError as error:
+        print('refused:', type(error).__name__)
+"""
+
+
+@pytest.mark.parametrize("launcher", [BwrapLauncher(), NoLauncher()], ids=["bwrap", "none"])
+def test_no_copy_of_an_answer_key_anywhere_on_the_machine_is_readable(
+        work: Path, copies: list[Path], launcher: Launcher,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    packaged = copies[0]  # plays ratchet's bundled examples inside site-packages
+    monkeypatch.setattr(sandbox_module, "_bundled_examples", lambda: [packaged])
+    paths = [str(folder / "target.json") for folder in copies]
+    output, result = run(work, READ_COPIES.format(paths=paths), launcher)
+    assert result.status == "ok"
+    reads = output.count(f"read: {ANSWER}")
+    if isinstance(launcher, BwrapLauncher):
+        assert reads == 0, output
+        assert output.count("refused:") == len(copies)
+    else:
+        assert reads == len(copies)  # without the sandbox every copy is there to read
+
+
+def test_the_packaged_copy_is_readable_when_its_concealment_is_off(
+        work: Path, copies: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox_module, "_bundled_examples", lambda: [])
+    packaged = str(copies[0] / "target.json")
+    output, _ = run(work, READ_COPIES.format(paths=[packaged]), BwrapLauncher())
+    assert f"read: {ANSWER}" in output  # inside the interpreter's tree: only concealment hides it
+
+
+KERNEL = """
+import os
+print('uid:', os.getuid(), 'euid:', os.geteuid())
+for path in ['/proc/sys/kernel/core_pattern', '/proc/sys/vm/drop_caches',
+             '/proc/sys/kernel/randomize_va_space']:
+    try:
+        open(path, 'r+').close()
+        print('writable:', path)
+    except OSError as error:
+        print('closed:', path, type(error).__name__)
+for path in ['/etc/shadow', '/etc/gshadow']:
+    try:
+        open(path).read()
+        print('readable:', path)
+    except OSError as error:
+        print('unreadable:', path, type(error).__name__)
+print('capabilities:', [line.split()[1] for line in open('/proc/self/status')
+                        if line.startswith('CapEff')][0])
+"""
+
+
+def test_edited_code_is_never_root_and_cannot_touch_kernel_settings_or_shadow(work: Path) -> None:
+    output, result = run(work, KERNEL, BwrapLauncher())
+    assert result.status == "ok"
+    assert "uid: 0 " not in output and "euid: 0\n" not in output
+    assert "writable:" not in output and output.count("closed:") == 3
+    assert "\nreadable:" not in output and output.count("unreadable:") == 2
+    assert "capabilities: 0000000000000000" in output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="shows the attack as root, where it works unboxed")
+def test_kernel_settings_and_shadow_are_open_to_a_root_run_without_the_sandbox(
+        work: Path) -> None:
+    output, _ = run(work, KERNEL, NoLauncher())
+    assert "uid: 0 " in output and "writable: /proc/sys/kernel/core_pattern" in output
+    assert "readable: /etc/shadow" in output
+
+
+FORK = """
+import os, time
+children = []
+for _ in range({count}):
+    try:
+        pid = os.fork()
+    except OSError as error:
+        print('fork refused:', type(error).__name__, flush=True)
+        break
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    children.append(pid)
+print('forked:', len(children), flush=True)
+time.sleep(5)
+"""
+
+
+@pytest.mark.parametrize("launcher", [BwrapLauncher(), NoLauncher()], ids=["bwrap", "none"])
+def test_a_thousand_processes_end_the_run(work: Path, launcher: Launcher) -> None:
+    output, result = run(work, FORK.format(count=1000), launcher, max_processes=100)
+    assert result.status == "crash"
+    assert result.reason == "command phase killed: it ran more than 100 processes at once"
+
+
+def test_processes_within_the_limit_are_fine(work: Path) -> None:
+    output, result = run(work, FORK.format(count=20).replace("time.sleep(30)", "time.sleep(1)"),
+                         BwrapLauncher(), max_processes=100)
+    assert result.status == "ok" and "forked: 20" in output
+
+
+TMPFS = """
+import os
+written = 0
+try:
+    with open('{where}/hoard', 'wb') as f:
+        for _ in range(600):
+            f.write(b'x' * 2**20)
+            f.flush()
+            written += 1
+except OSError as error:
+    print('refused after', written, 'MiB:', type(error).__name__, flush=True)
+print('hoarded', written, 'MiB', flush=True)
+import time; time.sleep(2)
+"""
+
+
+@pytest.mark.parametrize("where", ["/dev/shm", "/tmp"])
+def test_memory_hidden_in_tmpfs_counts_against_the_limit(work: Path, where: str) -> None:
+    output, result = run(work, TMPFS.format(where=where), BwrapLauncher(), memory_limit="300M")
+    assert "hoarded 600 MiB" not in output
+    assert result.status == "crash", output
+
+
+def test_tmpfs_hoarding_passes_the_limit_without_the_sandbox(tmp_path: Path, work: Path) -> None:
+    where = tmp_path / "shm"
+    where.mkdir()
+    output, result = run(work, TMPFS.format(where=where), NoLauncher(), memory_limit="300M")
+    assert "hoarded 600 MiB" in output and result.status == "ok"  # a disk counts nowhere
+
+
+FLOOD = """
+import sys
+line = 'x' * 1023 + '\\n'
+for _ in range(100 * 1024):
+    sys.stdout.write(line)
+sys.stdout.flush()
+"""
+
+
+def test_flooding_output_ends_the_run_and_the_log_stays_bounded(work: Path) -> None:
+    output, result = run(work, FLOOD, BwrapLauncher(), max_output="1M")
+    assert result.status == "crash"
+    assert result.reason == "command phase killed: it printed more than 1M"
+    log = work.parent / f"{work.name}.log"
+    assert log.stat().st_size < 2 * 2**20  # cut at the limit, not the 100 MiB printed
+    assert "output cut here" in output
+
+
+def test_output_under_the_limit_is_kept_whole(work: Path) -> None:
+    output, result = run(work, FLOOD.replace("100 * 1024", "100"), BwrapLauncher(),
+                         max_output="1M")
+    assert result.status == "ok" and output.count("x" * 1023) == 100
+
+
+FILL = """
+written = 0
+try:
+    with open('filler.bin', 'wb') as f:
+        for _ in range(40):
+            f.write(b'x' * 2**20)
+            f.flush()
+            written += 1
+except OSError as error:
+    print('refused:', type(error).__name__, flush=True)
+print('filled', written, 'MiB', flush=True)
+"""
+
+
+def test_filling_the_disk_ends_the_run(work: Path) -> None:
+    output, result = run(work, FILL, BwrapLauncher(), max_disk="10M")
+    assert "filled 40 MiB" not in output
+    assert result.status == "crash"
+    assert (work / "filler.bin").stat().st_size <= 11 * 2**20
+
+
+def test_the_same_fill_passes_with_a_larger_limit(work: Path) -> None:
+    output, result = run(work, FILL, BwrapLauncher(), max_disk="100M")
+    assert "filled 40 MiB" in output and result.status == "ok"
+
+
+def test_open_files_are_capped(work: Path) -> None:
+    code = ("import os\nfds = []\ntry:\n    for _ in range(5000):\n"
+            "        fds.append(os.open('/dev/null', os.O_RDONLY))\n"
+            "except OSError as error:\n    print('refused at', len(fds), type(error).__name__)\n")
+    output, result = run(work, code, BwrapLauncher(), max_open_files=256)
+    assert result.status == "ok" and "refused at" in output
+    opened = int(output.split("refused at ")[1].split()[0])
+    assert opened < 256
