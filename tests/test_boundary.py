@@ -262,3 +262,37 @@ def test_open_files_are_capped(work: Path) -> None:
     assert result.status == "ok" and "refused at" in output
     opened = int(output.split("refused at ")[1].split()[0])
     assert opened < 256
+
+
+TRAIN_IN_PREDICT = """
+import os, sys, time
+replies = os.fdopen(os.dup(1), 'w')
+start = time.process_time()
+while time.process_time() - start < {train_s}:  # "training" before the first answer
+    sum(i * i for i in range(10000))
+for line in sys.stdin:
+    print(2 * float(line), file=replies, flush=True)
+"""
+
+SCORE = ("import os\nw, r = (int(fd) for fd in os.environ['RATCHET_PREDICT_FDS'].split(','))\n"
+         "to_model, from_model = os.fdopen(w, 'w'), os.fdopen(r)\n"
+         "to_model.write('3\\n'); to_model.flush()\n"
+         "print('score:', float(from_model.readline()))\n")
+
+
+@pytest.mark.parametrize("budget, status", [(1.0, "timeout"), (None, "ok")])
+def test_a_predict_process_that_trains_past_its_budget_is_over_budget(
+        work: Path, budget: float | None, status: str) -> None:
+    (work / "model.py").write_text(TRAIN_IN_PREDICT.format(train_s=3))  # the edited model
+    (work / "predict.py").write_text("import model\n")
+    (work / "evaluate.py").write_text(SCORE)
+    data = {"task": {"editable": ["model.py"], "command": "true",
+                     "evaluate": "python evaluate.py", "predict": "python predict.py"},
+            "metric": {"name": "score"}}
+    result = Evaluator(parse_config(data, work), base_env=dict(os.environ)).evaluate(
+        work, work.parent / "run.log", ProcessRunner(BwrapLauncher()), predict_budget_s=budget)
+    assert result.status == status, result.reason
+    if budget is not None:
+        assert result.reason.startswith("over budget: the predict process used more than 1s")
+    else:
+        assert result.value == 6.0 and result.secondary["predict_cpu_s"] >= 2.5

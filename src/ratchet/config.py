@@ -148,6 +148,7 @@ class TaskConfig:
     budget_s: float | None = None  # the command phase's compute budget, enforced in wall time
     budget_grace_s: float = 0.0
     memory_limit_bytes: int | None = None
+    predict_budget_s: float | None = None  # CPU a candidate's predict may use (None: derived)
     env_allow: tuple[str, ...] = ()
     metric: MetricConfig = field(default_factory=lambda: MetricConfig(name="score"))
     holdout_command: str | None = None
@@ -223,7 +224,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
     task = reader.section(data, "task", required=True)
     reader.only_keys(task, "task", {"name", "editable", "protected", "hidden", "command",
                                      "evaluate", "predict", "timeout", "budget", "budget_grace",
-                                     "memory_limit", "env_allow"})
+                                     "memory_limit", "env_allow", "predict_budget"})
     metric = _parse_metric(reader, reader.section(data, "metric", required=True))
     editable = reader.globs(task, "task", "editable", required=True)
     hidden = reader.globs(task, "task", "hidden")
@@ -247,6 +248,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         timeout_s=reader.duration(task, "task", "timeout", default=600.0),
         **_parse_budget(reader, task),
         memory_limit_bytes=reader.memory(task, "task", "memory_limit"),
+        predict_budget_s=_predict_budget(reader, task),
         env_allow=reader.globs(task, "task", "env_allow"),
         metric=metric,
         decision=_parse_decision(reader, reader.section(data, "decision")),
@@ -278,6 +280,14 @@ def _parse_budget(reader: _Reader, task: dict[str, Any]) -> dict[str, Any]:
         reader.fail("task", "budget", f"{budget:g}s plus its grace of {grace:g}s must be shorter "
                     f"than [task].timeout ({timeout:g}s), which covers every phase")
     return {"budget_s": budget, "budget_grace_s": grace}
+
+
+def _predict_budget(reader: _Reader, task: dict[str, Any]) -> float | None:
+    if "predict_budget" not in task:
+        return None
+    if "predict" not in task:
+        reader.fail("task", "predict_budget", "needs [task].predict")
+    return reader.duration(task, "task", "predict_budget", default=0.0)
 
 
 def _parse_sandbox(reader: _Reader, section: dict[str, Any]) -> SandboxConfig:

@@ -25,12 +25,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from ratchet.context import StudyContext
 from ratchet.decide import REMEASURE, RERUN, Noise, decide, pooled_noise
-from ratchet.errors import PatchRejected, RatchetError
-from ratchet.execute.evaluate import RunResult
+from ratchet.errors import RatchetError, UsageError
+from ratchet.execute.evaluate import PREDICT_CPU, RunResult, derived_predict_budget
 from ratchet.execute.executor import LOST, Executor, Job
 from ratchet.execute.process import kill_group
+from ratchet.execute.workspace import run_failure
 from ratchet.fidelity import Promotion, next_horizon, screening_cost
 from ratchet.fidelity import judge as judge_promotion
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
@@ -147,6 +150,7 @@ class Engine:
         self.exhausted = False
         self.holdout_warned = False
         self.screening_pays: bool | None = None  # decided once the baseline is measured
+        self.baseline_predict_cpu: float | None = None  # CPU its predict process took
         self.limit_reached = False
         self.interrupts = 0
         self.failure: BaseException | None = None
@@ -351,7 +355,7 @@ class Engine:
                   log=Path(experiment.log_path or self._log_path(experiment.number)), env=env,
                   on_start=lambda pgid: self._run_started(experiment, pgid),
                   monitor=None if horizon < 1.0 else self._run_judge(experiment),
-                  horizon=horizon)
+                  horizon=horizon, predict_budget_s=self._predict_budget(experiment))
         self.in_flight[self.executor.submit(job)] = experiment
 
     def _horizon(self, experiment: Experiment) -> float:
@@ -378,6 +382,21 @@ class Engine:
             if cost is not None and not cost.pays:
                 self.reporter.message(cost.reason)
         return self.screening_pays
+
+    def _predict_budget(self, experiment: Experiment) -> float | None:
+        """The CPU a candidate's predict process may use: the task's `predict_budget`, or
+        derived from what the baseline's took. The baseline itself is never capped."""
+        if not self.config.predict or experiment.kind == BASELINE:
+            return None
+        if self.config.predict_budget_s is not None:
+            return self.config.predict_budget_s
+        if self.baseline_predict_cpu is None:  # read once: candidates run after the baseline
+            baseline = next((e for e in self.store.experiments(self.context.id)
+                             if e.kind == BASELINE), None)
+            self.baseline_predict_cpu = baseline.secondary.get(PREDICT_CPU) if baseline else None
+        if self.baseline_predict_cpu is None:
+            return None
+        return derived_predict_budget(self.baseline_predict_cpu)
 
     def _run_judge(self, experiment: Experiment) -> RunJudge | None:
         """Who may stop this run early: nobody for the baseline, for the best measured again
@@ -419,8 +438,11 @@ class Engine:
     def _finish_run(self, experiment: Experiment, future: Future[RunResult]) -> None:
         try:
             result = future.result()
-        except PatchRejected as exc:
-            result = RunResult(status="void", reason=f"rejected before running: {exc}")
+        except (UsageError, SQLAlchemyError):
+            raise  # the driver's own problem (its repository, its store): it stops
+        except Exception as exc:  # noqa: BLE001 - whatever the candidate caused is its outcome
+            status, reason = run_failure(exc)
+            result = RunResult(status=status, reason=reason)
         if result.holdout_problem and not self.holdout_warned:
             self.holdout_warned = True  # once per driver: it is the same for every run
             self.reporter.message(f"experiment {experiment.number}: no holdout value: "

@@ -22,13 +22,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ratchet.config import TaskConfig, metric_regex
 from ratchet.execute.gitrepo import remove_tree
-from ratchet.execute.process import MAX_TREE_ENTRIES, ProcessOutcome, ProcessRunner
+from ratchet.execute.process import (
+    CPU_BREACH,
+    MAX_TREE_ENTRIES,
+    ProcessOutcome,
+    ProcessRunner,
+)
 from ratchet.execute.sandbox import Limits, Sandbox
 from ratchet.execute.watch import StepMonitor, StepWatcher
 from ratchet.execute.workspace import digest_changes, protected_digest
@@ -42,7 +47,12 @@ VOID_LINE = re.compile(r"^ratchet-void:\s*(?P<reason>.+)$", re.MULTILINE)
 BUDGET_VARIABLE = "RATCHET_TIME_BUDGET"  # seconds the command phase may train
 HORIZON_VARIABLE = "RATCHET_HORIZON"  # the run's multiple of the task's budget
 PREDICT_VARIABLE = "RATCHET_PREDICT_FDS"  # "<write fd>,<read fd>" of the pipes to `predict`
+PREDICT_CPU = "predict_cpu_s"  # a secondary value: the CPU time the predict process took
 PREDICT_EXIT_GRACE_S = 2.0
+# A candidate's predict process may use this multiple of the baseline's CPU, plus the slack:
+# room for a larger model, not for training where the command phase's budget does not reach.
+PREDICT_BUDGET_FACTOR = 2.0
+PREDICT_BUDGET_SLACK_S = 10.0
 COMMITTED_SUFFIX = ".committed"  # beside a work tree: the copy the protected phases run in
 
 
@@ -180,9 +190,12 @@ class Evaluator:
 
     def evaluate(self, worktree: Path, log: Path, runner: ProcessRunner,
                  extra_env: Mapping[str, str] | None = None, horizon: float = 1.0,
-                 monitor: StepMonitor | None = None) -> RunResult:
+                 monitor: StepMonitor | None = None,
+                 predict_budget_s: float | None = None) -> RunResult:
         """One run of the code in `worktree`; `monitor`, if given, sees its intermediate
-        values as they come and may stop it (status `pruned`)."""
+        values as they come and may stop it (status `pruned`); the predict process, if the
+        task has one, may use `predict_budget_s` of CPU (the edited model must not train
+        where the command phase's budget does not reach)."""
         cfg = self.config
         env = {**self.environment(), **(extra_env or {}), HORIZON_VARIABLE: f"{horizon:g}"}
         if cfg.budget_s is not None:
@@ -199,7 +212,7 @@ class Evaluator:
         committed = _committed_copy(worktree) if cfg.evaluate else None
         try:
             self._run_phases(result, command, worktree, committed, env, deadline, log, runner,
-                             monitor, expected)
+                             monitor, expected, predict_budget_s)
         finally:
             if committed is not None:
                 remove_tree(committed)
@@ -208,7 +221,7 @@ class Evaluator:
     def _run_phases(self, result: RunResult, command: str | None, worktree: Path,
                     committed: Path | None, env: Mapping[str, str], deadline: float, log: Path,
                     runner: ProcessRunner, monitor: StepMonitor | None,
-                    expected: Mapping[str, str]) -> None:
+                    expected: Mapping[str, str], predict_budget_s: float | None) -> None:
         """The command phase in `worktree`, then the protected phases in `committed`."""
         cfg = self.config
         output, outcome, budget_reason, stopped = self._command_phase(
@@ -235,7 +248,7 @@ class Evaluator:
                     return
                 _remove_path(committed / cfg.metric.file)  # a committed stale result
             output, outcome = self._scoring_phase("evaluate", cfg.evaluate, committed, worktree,
-                                                  env, deadline, log, runner)
+                                                  env, deadline, log, runner, predict_budget_s)
             all_output += output
             _account(result, outcome)
             refused = VOID_LINE.search(output)
@@ -255,9 +268,11 @@ class Evaluator:
             result.status, result.reason = "crash", str(exc)
             return
         result.secondary = _secondary(all_output, cfg.metric.secondary)
+        if outcome.predict_cpu_s is not None:
+            result.secondary[PREDICT_CPU] = round(outcome.predict_cpu_s, 3)
         if cfg.holdout_command and result.horizon >= 1.0:  # a short run's holdout goes unused
             result.holdout = self._holdout(scored_in, worktree, env, deadline, log, runner,
-                                           expected, result)
+                                           expected, result, predict_budget_s)
 
     def _command_phase(self, command: str | None, worktree: Path, env: Mapping[str, str],
                        deadline: float, log: Path, runner: ProcessRunner, horizon: float,
@@ -306,7 +321,8 @@ class Evaluator:
 
     def _scoring_phase(self, name: str, command: str, committed: Path, worktree: Path,
                        env: Mapping[str, str], deadline: float, log: Path,
-                       runner: ProcessRunner) -> tuple[str, ProcessOutcome]:
+                       runner: ProcessRunner,
+                       predict_budget_s: float | None) -> tuple[str, ProcessOutcome]:
         """A protected phase, run in the `committed` tree with the hidden files; with
         `predict`, the edited model runs beside it in the command phase's `worktree`,
         read-only and without them, reached through two pipes."""
@@ -318,17 +334,19 @@ class Evaluator:
                 phase.outcome = runner.run(command, sandbox, env, limit, log)
             else:
                 phase.outcome = self._with_predictor(command, sandbox, worktree, env, limit, log,
-                                                     runner)
+                                                     runner, predict_budget_s)
         return phase.output, phase.outcome
 
     def _with_predictor(self, command: str, sandbox: Sandbox, worktree: Path,
                         env: Mapping[str, str], limit: float, log: Path,
-                        runner: ProcessRunner) -> ProcessOutcome:
+                        runner: ProcessRunner, budget_s: float | None) -> ProcessOutcome:
         cfg = self.config
         assert cfg.predict
         to_model_r, to_model_w = os.pipe()
         from_model_r, from_model_w = os.pipe()
         model_box = self.sandbox(worktree, sees_hidden=False, writable=False)
+        model_box = replace(model_box, limits=replace(model_box.limits,
+                                                      cpu_seconds=budget_s))
         # Its own log: what the edited model prints never mixes with the metric's output.
         model_log = log.with_suffix(".predict.log")
         with open(model_log, "a") as f:
@@ -351,8 +369,13 @@ class Evaluator:
         # After the scorer, the model has a moment to see its input close and exit.
         helper = runner.finish(model, limit + PREDICT_EXIT_GRACE_S)
         outcome.cpu_s += helper.cpu_s
+        outcome.predict_cpu_s = helper.cpu_s
         outcome.peak_mem_mb = max(outcome.peak_mem_mb, helper.peak_mem_mb)
-        if helper.breach and not outcome.breach:
+        if helper.breach and helper.breach.startswith(CPU_BREACH):
+            outcome.breach = (f"over budget: the predict process used more than "
+                              f"{budget_s:g}s of CPU (the edited model may not "
+                              "train where the compute budget does not reach; killed)")
+        elif helper.breach and not outcome.breach:
             outcome.breach = f"the predict process: {helper.breach}"
         return outcome
 
@@ -364,6 +387,8 @@ class Evaluator:
             return "void", f"protected files changed during the {phase} phase: {', '.join(changed)}"
         if outcome.cancelled:
             return "interrupted", "stopped by the user"
+        if outcome.breach and outcome.breach.startswith("over budget"):
+            return "timeout", outcome.breach
         if outcome.breach:
             return "crash", f"{phase} phase killed: {outcome.breach}"
         if outcome.timed_out:
@@ -381,10 +406,12 @@ class Evaluator:
 
     def _holdout(self, committed: Path, worktree: Path, env: Mapping[str, str],
                  deadline: float, log: Path, runner: ProcessRunner,
-                 expected: Mapping[str, str], result: RunResult) -> float | None:
+                 expected: Mapping[str, str], result: RunResult,
+                 predict_budget_s: float | None) -> float | None:
         assert self.config.holdout_command
         output, outcome = self._scoring_phase("holdout", self.config.holdout_command, committed,
-                                              worktree, env, deadline, log, runner)
+                                              worktree, env, deadline, log, runner,
+                                              predict_budget_s)
         _account(result, outcome)
         failure = self._failure("holdout", outcome, committed, expected)
         if failure:
@@ -422,6 +449,11 @@ class _PhaseOutput:
                 f.truncate(self.offset + self.most_bytes)
                 f.seek(0, os.SEEK_END)
                 f.write(b"\n==> ratchet: output cut here (over the output limit)\n")
+
+
+def derived_predict_budget(baseline_cpu_s: float) -> float:
+    """The CPU a candidate's predict process may use, from what the baseline's took."""
+    return PREDICT_BUDGET_FACTOR * baseline_cpu_s + PREDICT_BUDGET_SLACK_S
 
 
 def _committed_copy(worktree: Path) -> Path:

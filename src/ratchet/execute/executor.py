@@ -32,6 +32,7 @@ class Job:
     on_start: Callable[[int], None] | None = None  # the run's process group, once started
     monitor: StepMonitor | None = None  # sees its intermediate values; may stop it early
     horizon: float = 1.0  # the fraction of the task's budget it runs for (ratchet.fidelity)
+    predict_budget_s: float | None = None  # CPU its predict process may use (None: no cap)
 
 
 class Executor(ABC):

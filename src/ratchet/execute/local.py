@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,10 +52,14 @@ class LocalExecutor(Executor):
                 env["CUDA_VISIBLE_DEVICES"] = slot.gpu
             assert slot.runner is not None
             result = self.evaluator.evaluate(slot.worktree, job.log, slot.runner, env,
-                                             horizon=job.horizon, monitor=job.monitor)
+                                             horizon=job.horizon, monitor=job.monitor,
+                                             predict_budget_s=job.predict_budget_s)
             result.slot = slot.index
             return result
         finally:
+            # Whatever the run left there goes now (a tree only its files' owner could
+            # remove, a sparse file of many GiB), not when the next candidate comes.
+            _clear(slot.worktree)
             with self.lock:
                 self.free.append(slot)
 
@@ -68,4 +73,11 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         for slot in self.slots:
-            remove_tree(slot.worktree)
+            _clear(slot.worktree)
+
+
+def _clear(worktree: Path) -> None:
+    """Remove a slot's work tree. What cannot be removed at all (an immutable file) stays, and
+    the next export into the slot fails as that candidate's crash, never the driver's."""
+    with contextlib.suppress(OSError):
+        remove_tree(worktree)

@@ -46,6 +46,7 @@ class ProcessOutcome:
     peak_mem_mb: float
     cancelled: bool = False
     breach: str | None = None  # the limit it broke, when the watchdog killed it
+    predict_cpu_s: float | None = None  # of a scoring phase: what its predict process took
 
     @property
     def memory_exceeded(self) -> bool:
@@ -140,6 +141,7 @@ class ProcessRunner:
 
 
 MEMORY_BREACH = "its processes together used more than the memory limit"
+CPU_BREACH = "over budget: its processes together used more than"
 
 
 def _rlimits_setter(limits: Limits) -> Callable[[], None]:
@@ -220,6 +222,8 @@ class TreeWatchdog:
         if limits.memory_bytes is not None and used > limits.memory_bytes:
             return (f"{MEMORY_BREACH} of {format_memory(limits.memory_bytes)} "
                     "(their private /tmp, /dev/shm and HOME included)")
+        if limits.cpu_seconds is not None and self.cpu_s > limits.cpu_seconds:
+            return f"{CPU_BREACH} {limits.cpu_seconds:g}s of CPU"
         if len(tree) > limits.processes:
             return f"it ran more than {limits.processes} processes at once"
         if self.output is not None and self.output.size() > limits.output_bytes:

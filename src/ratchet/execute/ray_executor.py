@@ -9,8 +9,11 @@ lost, the run comes back `lost` and the engine queues it again: never a crash of
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import socket
+import stat
 import tarfile
 import tempfile
 import threading
@@ -23,10 +26,11 @@ from ratchet.config import TaskConfig
 from ratchet.errors import UsageError
 from ratchet.execute.evaluate import Evaluator, RunResult
 from ratchet.execute.executor import LOST, Executor, Job
-from ratchet.execute.gitrepo import GitRepo
+from ratchet.execute.gitrepo import GitRepo, remove_tree
 from ratchet.execute.process import ProcessRunner
 from ratchet.execute.sandbox import launcher_for
 from ratchet.execute.watch import StepMonitor
+from ratchet.execute.workspace import run_failure
 
 SYSTEM_RETRIES = 3  # times Ray re-runs a task whose worker or node died
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -37,20 +41,41 @@ _CHECKED: set[str] = set()  # sandbox modes checked in this worker process
 
 
 def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str],
-                     horizon: float = 1.0, monitor: StepMonitor | None = None
-                     ) -> tuple[RunResult, bytes]:
+                     horizon: float = 1.0, monitor: StepMonitor | None = None,
+                     predict_budget_s: float | None = None) -> tuple[RunResult, bytes]:
     """On the worker: unpack the code state, evaluate it in the sandbox (`monitor` watching
     its intermediate values there, and stopping it there), return the result and the log."""
-    with tempfile.TemporaryDirectory(prefix="ratchet-ray-") as scratch:
-        tree, log = Path(scratch) / "tree", Path(scratch) / "run.log"
+    # Not a TemporaryDirectory: its clean-up recurses, and the run may leave a tree nested
+    # a thousand deep, or folders no one may enter.
+    scratch = Path(tempfile.mkdtemp(prefix="ratchet-ray-"))
+    try:
+        tree, log = scratch / "tree", scratch / "run.log"
         tree.mkdir()
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tree, filter="data")
         _check_sandbox(config.sandbox.mode)
         launcher = launcher_for(config.sandbox.mode)
-        result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env,
-                                            horizon=horizon, monitor=monitor)
-        return result, log.read_bytes() if log.exists() else b""
+        try:
+            result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env,
+                                                horizon=horizon, monitor=monitor,
+                                                predict_budget_s=predict_budget_s)
+        except Exception as exc:  # noqa: BLE001 - what the candidate caused is its outcome
+            status, reason = run_failure(exc)
+            result = RunResult(status=status, reason=reason)
+        return result, _read_log(log)
+    finally:
+        with contextlib.suppress(OSError):
+            remove_tree(scratch)
+
+
+def _read_log(log: Path) -> bytes:
+    """The run's log (a link or FIFO the run put in its place reads as nothing)."""
+    try:
+        fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as f:
+        return f.read() if stat.S_ISREG(os.fstat(fd).st_mode) else b""
 
 
 def warm_up(sandbox_mode: str) -> None:
@@ -122,14 +147,19 @@ class RayExecutor(Executor):
             if self.cancelled:
                 return RunResult(status="interrupted", reason="cancelled before it started")
             ref = self.remote.remote(archive, self.config, dict(job.env), job.horizon,
-                                     job.monitor)
+                                     job.monitor, job.predict_budget_s)
             self.running.add(ref)
         try:
             result, log = self.ray.get(ref)
         except self.ray.exceptions.TaskCancelledError:
             return RunResult(status="interrupted", reason="cancelled")
-        except self.ray.exceptions.RayTaskError:
-            raise  # ratchet's own code failed on the worker: an internal error, not the code's
+        except self.ray.exceptions.RayTaskError as exc:
+            # ratchet's own code failed on the worker: the engine records it as the run's
+            # crash, with the worker's exception as the reason
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
         except self.ray.exceptions.RayError as exc:  # worker, node or object lost
             return RunResult(status=LOST, reason=f"lost on the cluster ({type(exc).__name__})")
         finally:

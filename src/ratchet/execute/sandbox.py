@@ -54,6 +54,7 @@ class Limits:
     disk_bytes: int = 20 * 2**30  # what it adds to a writable work tree (also any one file)
     tmpfs_bytes: int = 2 * 2**30  # the size of each private tmpfs
     memory_bytes: int | None = None  # resident memory of the tree plus its tmpfs use
+    cpu_seconds: float | None = None  # CPU time of the whole tree (a compute budget)
 
 
 @dataclass(frozen=True)
