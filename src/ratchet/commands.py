@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ratchet import examples
 from ratchet.config import TASK_FILE, TaskConfig, load_config
@@ -26,6 +27,7 @@ from ratchet.knobs.initfile import discover_knobs, read_repository, summary, tas
 from ratchet.knobs.source import space_toml
 from ratchet.records import BASELINE, KEEP
 from ratchet.reports.export import export
+from ratchet.reports.safe_text import printable
 from ratchet.reports.summary import better_by
 from ratchet.reports.view import (
     LOG_HEADERS,
@@ -59,7 +61,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     target.write_text(task_file_text(repo, found))
     print(f"wrote {target}:")
     for line in summary(found):
-        print(f"  {line}")
+        print(f"  {printable(line)}")
     print(f"review it, commit it (git add {TASK_FILE} && git commit), then `ratchet run`")
     return 0
 
@@ -67,14 +69,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     study = _open(args, create=True, proposer=args.proposer, seed=args.seed)
-    print(f"ratchet: study {study.name} ({study.record.proposer}) on {study.repo.root}, "
+    print(f"ratchet: study {printable(study.name)} ({study.record.proposer}) on {study.repo.root}, "
           f"base {study.record.base_commit[:10]}", flush=True)
     progress = _with_reporter(args.plain, lambda reporter: study.run(
         max_experiments=args.max_experiments, max_time_s=args.max_time, max_usd=args.max_usd,
         parallel=args.parallel, gpus=gpus, reporter=reporter, executor=args.executor,
         address=args.address))
     if progress.stop_reason == "the output was closed":
-        print(f"ratchet: output closed (broken pipe): study {study.name} stopped after "
+        print(f"ratchet: output closed (broken pipe): study {printable(study.name)} stopped after "
               f"{progress.experiments} experiments; the running evaluations finished and were "
               "recorded (`ratchet run` resumes it)", file=sys.stderr)
         return 1
@@ -96,8 +98,8 @@ def _print_summary(study: Study, progress: Progress) -> None:
         print(f"ratchet: best {fmt(best.value)} (experiment {best.number}), baseline "
               f"{fmt(progress.baseline)}, {progress.experiments} experiments, "
               f"${progress.spent_usd:.4f}, {format_duration(progress.elapsed_s)}")
-        print(f"ratchet: `ratchet best --study {study.name}` shows the diff; "
-              f"branch ratchet/{study.name} holds the kept chain")
+        print(printable(f"ratchet: `ratchet best --study {study.name}` shows the diff; "
+                        f"branch ratchet/{study.name} holds the kept chain"))
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -108,10 +110,10 @@ def cmd_log(args: argparse.Namespace) -> int:
         for row in rows:
             print("\t".join(row))
         return 0
-    table = Table(*LOG_HEADERS, title=f"{study.name}: {study.config.metric.name} "
-                  f"({study.config.metric.goal})")
+    table = Table(*LOG_HEADERS, title=Text(printable(
+        f"{study.name}: {study.config.metric.name} ({study.config.metric.goal})")))
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))  # Text: a description's "[...]" is not rich markup
     Console().print(table)
     return 0
 
@@ -119,10 +121,10 @@ def cmd_log(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     study = _open(args)
     e = study.experiment(args.number)
-    print(f"experiment {e.number} of study {study.name}: {e.status} ({e.kind})")
-    print(f"description: {e.description}")
+    print(f"experiment {e.number} of study {printable(study.name)}: {e.status} ({e.kind})")
+    print(f"description: {printable(e.description)}")
     if e.reason:
-        print(f"reason: {e.reason}")
+        print(f"reason: {printable(e.reason)}")
     print(f"{study.config.metric.name}: {fmt(e.value)}  runs: {e.values}  better by: "
           f"{fmt(better_by(e, study.config.minimize), signed=True)}  holdout: {fmt(e.holdout)}")
     if e.screens:
@@ -135,20 +137,21 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"${e.llm_usd:.4f} of the cost")
     for key in ("hypothesis", "expected_effect", "model", "ended"):
         if e.rationale and e.rationale.get(key):
-            print(f"{key.replace('_', ' ')}: {e.rationale[key]}")
+            print(f"{key.replace('_', ' ')}: {printable(str(e.rationale[key]))}")
     if e.secondary:
-        print("secondary: " + ", ".join(f"{k}={fmt(v)}" for k, v in e.secondary.items()))
+        print("secondary: " + printable(", ".join(f"{k}={fmt(v)}"
+                                                  for k, v in e.secondary.items())))
     if e.decision:
-        print(f"decision: {explain(e.decision, study.config.metric.name)}")
+        print(f"decision: {printable(explain(e.decision, study.config.metric.name))}")
     if e.commit:
         parent = "" if e.kind == BASELINE else f" (parent {e.parent_commit})"
         print(f"commit: {e.commit}{parent}")
     print("--- diff ---")
-    print(e.diff.rstrip() or "(no change)")
+    print(printable(e.diff.rstrip(), multiline=True) or "(no change)")
     if e.log_path and Path(e.log_path).exists():
         tail = Path(e.log_path).read_text(errors="replace").splitlines()[-args.lines:]
-        print(f"--- log tail ({e.log_path}) ---")
-        print("\n".join(tail))
+        print(f"--- log tail ({printable(e.log_path)}) ---")
+        print(printable("\n".join(tail), multiline=True))
     return 0
 
 
@@ -174,7 +177,7 @@ def cmd_try(args: argparse.Namespace) -> int:
     print(f"ratchet: experiment {experiment.number}: {experiment.status} "
           f"{study.config.metric.name}={fmt(experiment.value)} "
           f"better by {fmt(better_by(experiment, study.config.minimize), signed=True)}"
-          + (f" ({experiment.reason})" if experiment.reason else ""))
+          + (f" ({printable(experiment.reason)})" if experiment.reason else ""))
     return 0
 
 
@@ -194,9 +197,10 @@ def cmd_best(args: argparse.Namespace) -> int:
     best = study.publish_best()
     e = best.experiment
     print(f"best: experiment {e.number}, {study.config.metric.name} {fmt(e.value)}, holdout "
-          f"{fmt(e.holdout)} ({e.description})")
-    print(f"branch: {best.branch}  (merge it with `git merge {best.branch}`)")
-    print(best.diff.rstrip() or "(the baseline is still the best: no change)")
+          f"{fmt(e.holdout)} ({printable(e.description)})")
+    print(printable(f"branch: {best.branch}  (merge it with `git merge {best.branch}`)"))
+    print(printable(best.diff.rstrip(), multiline=True)
+          or "(the baseline is still the best: no change)")
     return 0
 
 
@@ -233,7 +237,7 @@ def cmd_space(args: argparse.Namespace) -> int:
     files = {k.path: (repo.root / k.path).read_text() for k in knobs}
     result = write_space(connect(spec, args.base_url or agent.base_url, agent.api_key_env),
                          files, knobs, tuple(files))
-    sys.stdout.write(result.toml({k.name: k for k in knobs}))
+    sys.stdout.write(printable(result.toml({k.name: k for k in knobs}), multiline=True))
     usage = result.episode.usage
     print(f"ratchet: {spec}: {usage.input_tokens} tokens in, {usage.output_tokens} out, "
           f"${cost_usd(usage, price_of(spec.name, agent.prices)):.4f}", file=sys.stderr)
@@ -248,7 +252,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      args.budget_experiments, args.base_url, args.parallel)
     studies = run_bench(args.repo, plan, args.storage,
                         reporter=lambda _: PlainReporter() if args.plain else None,
-                        announce=lambda text: print(f"ratchet bench: {text}", flush=True))
+                        announce=lambda text: print(f"ratchet bench: {printable(text)}",
+                                                    flush=True))
     print(f"ratchet bench: {len(studies)} studies done; `ratchet report --bench {plan.name}`")
     return 0
 
@@ -265,7 +270,8 @@ def cmd_generalize(args: argparse.Namespace) -> int:
     for record in records:
         study = open_study(args.repo, record.name, storage=args.storage, create=False)
         generalize_study(study, horizons, args.runs,
-                         lambda text: print(f"ratchet generalize: {text}", flush=True))
+                         lambda text: print(f"ratchet generalize: {printable(text)}",
+                                            flush=True))
     return 0
 
 
@@ -350,7 +356,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     record = _store(args).create_study(
         study_record(log, name, task, str(repo.root), path.resolve(), goal), experiments)
     kept = [e for e in experiments if e.status == KEEP]
-    print(f"imported {len(experiments)} rows as study {record.name} ({log.metric}, {goal}): "
+    print(f"imported {len(experiments)} rows as study {printable(record.name)} "
+          f"({printable(log.metric)}, {goal}): "
           f"{len(kept)} keep, {sum(e.status == 'discard' for e in experiments)} discard, "
           f"{sum(e.status == 'crash' for e in experiments)} crash; last kept "
           f"{fmt(kept[-1].value if kept else None)}")

@@ -14,20 +14,23 @@ from typing import Protocol
 
 from ratchet.execute.gitrepo import GitRepo
 from ratchet.records import Driver, Experiment, StudyRecord
+from ratchet.reports.safe_text import printable
 from ratchet.reports.summary import fmt, overview
 from ratchet.store.glance import Glance, default_url
 from ratchet.units import format_duration
 
 
 class Rows:
-    """A table: drawn on a terminal, tab-separated and never cut when piped."""
+    """A table: drawn on a terminal, tab-separated and never cut when piped. Cells are shown
+    with their control characters escaped (a study's name and a driver's host come from
+    outside) and never read as rich markup."""
 
     def __init__(self, *headers: str, title: str | None = None) -> None:
         self.headers, self.title = headers, title
         self.rows: list[tuple[str, ...]] = []
 
     def add(self, *cells: str) -> None:
-        self.rows.append(cells)
+        self.rows.append(tuple(printable(cell) for cell in cells))
 
     def show(self) -> None:
         if not sys.stdout.isatty():
@@ -38,10 +41,11 @@ class Rows:
             return
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(*self.headers, title=self.title)
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*map(Text, row))
         Console().print(table)
 
 

@@ -25,6 +25,7 @@ from ratchet.records import (
     WAITING,
     Experiment,
 )
+from ratchet.reports.safe_text import printable
 from ratchet.reports.summary import better_by, fmt
 from ratchet.units import format_duration
 
@@ -34,13 +35,15 @@ STATUS_STYLE = {KEEP: "bold green", DISCARD: "yellow", CRASH: "red", TIMEOUT: "r
 
 def experiment_cells(e: Experiment, minimize: bool = True) -> list[str]:
     """number, status, metric, better by, holdout, duration, scope, description (with the
-    reason if it failed)."""
+    reason if it failed), ready to print: the description's control characters escaped. On a
+    rich table, pass them as `Text`, never as markup."""
     description = e.description
     if e.reason and e.status != KEEP and e.status != DISCARD:
         description = f"{description} [{e.reason}]"
     runs = f" ({len(e.values)} runs)" if len(e.values) > 1 else ""
     return [str(e.number), e.status, fmt(e.value) + runs, fmt(better_by(e, minimize), signed=True),
-            fmt(e.holdout), format_duration(e.wall_s), (e.scope or "-").upper(), description]
+            fmt(e.holdout), format_duration(e.wall_s), (e.scope or "-").upper(),
+            printable(description)]
 
 
 LOG_HEADERS = ["#", "status", "metric", "better by", "holdout", "time", "space", "description"]
@@ -59,7 +62,7 @@ def plain_line(e: Experiment, progress: Progress | None = None) -> str:
 def progress_line(progress: Progress) -> str:
     budget = progress.budget
     of = f" of {budget.max_experiments}" if budget.max_experiments else ""
-    parts = [f"study {progress.study}", f"experiment {progress.experiments}{of}"]
+    parts = [f"study {printable(progress.study)}", f"experiment {progress.experiments}{of}"]
     if progress.best is not None:
         best = f"best {fmt(progress.best.value)} (#{progress.best.number}"
         if progress.baseline is not None:
@@ -98,7 +101,7 @@ class PlainReporter:
         self._print(plain_line(experiment, progress))
 
     def message(self, text: str) -> None:
-        self._print(f"ratchet: {text}")
+        self._print(f"ratchet: {printable(text)}")
 
     def _print(self, line: str) -> None:
         if self.stop_requested:
@@ -146,15 +149,15 @@ class LiveReporter:
         self.update(progress)
 
     def message(self, text: str) -> None:
-        self.live.console.print(f"[bold]ratchet:[/bold] {text}")
+        self.live.console.print(Text.assemble(("ratchet:", "bold"), " ", printable(text)))
 
     def _render(self) -> Group:
         table = Table(*LOG_HEADERS, expand=True, show_edge=False)
         minimize = self.progress.minimize if self.progress else True
         for e in self.recent:
             cells = experiment_cells(e, minimize)
-            table.add_row(*cells[:1], Text(cells[1], style=STATUS_STYLE.get(e.status, "")),
-                          *cells[2:])
+            table.add_row(Text(cells[0]), Text(cells[1], style=STATUS_STYLE.get(e.status, "")),
+                          *map(Text, cells[2:]))
         header = Text(progress_line(self.progress) if self.progress else "starting…",
                       style="bold")
         return Group(header, table)
