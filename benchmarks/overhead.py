@@ -27,12 +27,13 @@ import optuna
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import one_file_task  # noqa: E402
 
+from ratchet.engine import SilentReporter  # noqa: E402
 from ratchet.execute.process import ProcessRunner  # noqa: E402
 from ratchet.execute.sandbox import BwrapLauncher, NoLauncher, Sandbox  # noqa: E402
 from ratchet.study import open_study  # noqa: E402
 
 
-class Timestamps:
+class Timestamps(SilentReporter):
     """A reporter that notes when each experiment finished."""
 
     def __init__(self) -> None:

@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
             from ratchet import commands  # type: ignore[no-redef]
         return int(getattr(commands, f"cmd_{args.handler}")(args) or 0)
     except RatchetError as exc:
-        print(f"ratchet: error: {exc}", file=sys.stderr)
+        from ratchet.reports.safe_text import printable
+
+        print(f"ratchet: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("ratchet: interrupted", file=sys.stderr)
