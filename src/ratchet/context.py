@@ -17,9 +17,9 @@ from ratchet.errors import PatchRejected, UsageError
 from ratchet.execute.evaluate import Evaluator
 from ratchet.execute.gitrepo import GitRepo
 from ratchet.execute.sandbox import Launcher, launcher_for
-from ratchet.execute.workspace import Candidate, CandidateBuilder, study_branch
+from ratchet.execute.workspace import Candidate, CandidateBuilder, one_line, study_branch
 from ratchet.knobs import catalog
-from ratchet.knobs.scope import classify
+from ratchet.knobs.scope import OUTSIDE, classify
 from ratchet.knobs.source import Knob
 from ratchet.records import Experiment, StudyRecord
 from ratchet.store.database import STATE_DIR, Store, sqlite_files
@@ -117,9 +117,11 @@ class StudyContext:
         new: dict[str, str | None] = {}
         for change in self.repo.changes(parent, commit):
             old[change.path] = None if change.status == "A" else \
-                self.repo.read_file(parent, change.path)
+                self.repo.read_text(parent, change.path)
             new[change.path] = None if change.status == "D" else \
-                self.repo.read_file(commit, change.path)
+                self.repo.read_text(commit, change.path)
+            if old[change.path] is None or new[change.path] is None:
+                return OUTSIDE  # a file added, removed, or not text
         return classify(old, new, self._space_names())
 
     def _space_names(self) -> list[str]:
@@ -191,8 +193,13 @@ class StudyContext:
             if knob is None:
                 raise PatchRejected(f"knob {name} no longer exists in the code")
             by_file.setdefault(knob.path, {})[name] = _like(knob.value, value)
-        return {path: catalog.rewrite(path, sources[path], values)
-                for path, values in by_file.items()}
+        files = {}
+        for path, values in by_file.items():
+            try:
+                files[path] = catalog.rewrite(path, sources[path], values)
+            except (ValueError, KeyError, RecursionError, MemoryError) as exc:
+                raise PatchRejected(f"cannot set knobs in {path}: {one_line(exc)}") from None
+        return files
 
 
 def check_read_only(config: TaskConfig) -> None:
@@ -205,8 +212,9 @@ def check_read_only(config: TaskConfig) -> None:
 
 def editable_sources(repo: GitRepo, config: TaskConfig, commit: str) -> dict[str, str]:
     """The texts of the files of `commit` that knobs are read from."""
-    return {path: repo.read_file(commit, path) for path in repo.list_files(commit)
-            if catalog.holds_knobs(path, config)}
+    texts = {path: repo.read_text(commit, path) for path in repo.list_files(commit)
+             if catalog.holds_knobs(path, config)}
+    return {path: text for path, text in texts.items() if text is not None}  # binary: no knobs
 
 
 def _like(original: Any, value: Any) -> Any:

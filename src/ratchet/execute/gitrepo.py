@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import stat
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -12,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ratchet.errors import RatchetError, UsageError
+from ratchet.execute import tree_walk
 from ratchet.globs import matches_any
 
 
@@ -71,6 +70,18 @@ class GitRepo:
 
     def read_file(self, commit: str, path: str) -> str:
         return self.git("show", f"{commit}:{path}")
+
+    def read_text(self, commit: str, path: str) -> str | None:
+        """A file of `commit` as UTF-8 text; None when it is not (a binary file)."""
+        proc = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=self.root,
+                              capture_output=True)
+        if proc.returncode != 0:
+            detail = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise GitError(f"git show failed: {detail[-1] if detail else proc.returncode}")
+        try:
+            return proc.stdout.decode()
+        except UnicodeDecodeError:
+            return None
 
     def has_file(self, commit: str, path: str) -> bool:
         return bool(self.git("ls-tree", "--name-only", commit, "--", path).strip())
@@ -149,16 +160,6 @@ class GitRepo:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete `path` and everything under it, whatever permissions code left on it; links are
-    removed, never followed."""
-    def allow_and_retry(function, failed, _info):  # type: ignore[no-untyped-def]
-        parent = os.path.dirname(failed)
-        os.chmod(parent, os.stat(parent).st_mode | stat.S_IRWXU)
-        if os.path.isdir(failed) and not os.path.islink(failed):
-            os.chmod(failed, stat.S_IRWXU)
-        function(failed)
-
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path, onerror=allow_and_retry)
+    """Delete `path` and everything under it, whatever modes, depth or kinds of file code left
+    in it; links are removed, never followed (ratchet.execute.tree_walk)."""
+    tree_walk.remove_tree(path)

@@ -59,6 +59,8 @@ def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str],
             result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env,
                                                 horizon=horizon, monitor=monitor,
                                                 predict_budget_s=predict_budget_s)
+        except UsageError:
+            raise  # this worker cannot run evaluations: the driver's problem, not the code's
         except Exception as exc:  # noqa: BLE001 - what the candidate caused is its outcome
             status, reason = run_failure(exc)
             result = RunResult(status=status, reason=reason)

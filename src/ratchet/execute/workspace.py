@@ -7,9 +7,7 @@ commit object under `refs/ratchet/<study>/`, so every candidate stays retrievabl
 
 from __future__ import annotations
 
-import hashlib
 import os
-import stat
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from pathlib import Path
 
 from ratchet.errors import PatchRejected
 from ratchet.execute.gitrepo import GitError, GitRepo, TreeChange
+from ratchet.execute.tree_walk import MAX_DEPTH, TreeError, digests, short, walk
 from ratchet.globs import matches_any
 
 # Candidate commits carry a fixed date, so the same change on the same parent is the same
@@ -39,18 +38,46 @@ def change_problems(changes: Iterable[TreeChange], editable: Iterable[str],
     editable, protected = tuple(editable), tuple(protected)
     problems = []
     for change in changes:
-        path = change.path
+        path, shown = change.path, short(change.path)
         if path.startswith("/") or ".." in path.split("/"):
-            problems.append(f"{path}: outside the repository")
+            problems.append(f"{shown}: outside the repository")
+        elif path.count("/") >= MAX_DEPTH and change.status != "D":
+            problems.append(f"{shown}: folders nested deeper than {MAX_DEPTH} levels")
         elif SYMLINK_MODE in (change.new_mode,) and change.status != "D":
-            problems.append(f"{path}: symlinks may not be added or changed")
+            problems.append(f"{shown}: symlinks may not be added or changed")
         elif change.new_mode == SUBMODULE_MODE:
-            problems.append(f"{path}: submodules may not be changed")
+            problems.append(f"{shown}: submodules may not be changed")
         elif matches_any(path, protected):
-            problems.append(f"{path}: protected file")
+            problems.append(f"{shown}: protected file")
         elif not matches_any(path, editable):
-            problems.append(f"{path}: not editable (allowed: {', '.join(editable)})")
+            problems.append(f"{shown}: not editable (allowed: {', '.join(editable)})")
     return problems
+
+
+def summary(problems: list[str], most: int = 5) -> str:
+    """Problems as one line: the first few, and how many more."""
+    more = len(problems) - most
+    return "; ".join(problems[:most]) + (f"; and {more} more" if more > 0 else "")
+
+
+def run_failure(exc: Exception) -> tuple[str, str]:
+    """The status and one-line reason of a run that failed with `exc` while the driver built,
+    checked, evaluated or cleaned up its candidate. Nothing a candidate does may stop the
+    driver: a change or a tree ratchet refuses is void, anything else a crash."""
+    if isinstance(exc, PatchRejected):
+        return "void", f"rejected before running: {one_line(exc)}"
+    if isinstance(exc, TreeError):
+        return "void", f"the work tree: {one_line(exc)}"
+    return "crash", f"ratchet could not handle this candidate: {type(exc).__name__}: " \
+        f"{one_line(exc)}"
+
+
+def one_line(exc: BaseException, most: int = 300) -> str:
+    """An exception's message cut to one line (its type's name when it has none)."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # unquoted
+    lines = str(message).strip().splitlines()
+    text = lines[0].strip() if lines else type(exc).__name__
+    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def patch_path_problems(patch: str) -> list[str]:
@@ -63,7 +90,7 @@ def patch_path_problems(patch: str) -> list[str]:
                 if path == "/dev/null":
                     continue
                 if path.startswith("/") or ".." in path.split("/"):
-                    problems.append(f"{path}: outside the repository")
+                    problems.append(f"{short(path)}: outside the repository")
     return sorted(set(problems))
 
 
@@ -81,7 +108,7 @@ class CandidateBuilder:
                    number: int | None = None) -> Candidate:
         problems = patch_path_problems(patch)
         if problems:
-            raise PatchRejected("; ".join(problems))
+            raise PatchRejected(summary(problems))
         if not patch.strip():
             raise PatchRejected("the patch is empty")
         with self._index(parent) as env:
@@ -110,7 +137,7 @@ class CandidateBuilder:
         problems = change_problems(self.repo.changes(parent, tree),
                                    self.editable, self.protected)
         if problems:
-            raise PatchRejected("; ".join(problems))
+            raise PatchRejected(summary(problems))
         commit = self.repo.commit_tree(tree, parent, message or "candidate", CANDIDATE_DATE)
         if number is not None:
             self.repo.update_ref(candidate_ref(self.study, number), commit)
@@ -155,37 +182,21 @@ def study_branch(study: str) -> str:
 
 
 def protected_digest(root: Path, protected: Iterable[str]) -> dict[str, str]:
-    """sha256 of every file under `root` that a protected glob covers (links hash their target)."""
+    """sha256 of every file under `root` that a protected glob covers (a link stands by its
+    target's name)."""
     protected = tuple(protected)
     return tree_digest(root, lambda rel: matches_any(rel, protected))
 
 
 def tree_digest(root: Path, include: Callable[[str], bool]) -> dict[str, str]:
-    """sha256 of every file under `root` (outside .git) whose relative path `include` takes."""
-    digest = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != ".git"]
-        for name in filenames:
-            full = Path(dirpath) / name
-            rel = full.relative_to(root).as_posix()
-            if include(rel):
-                digest[rel] = _hash_file(full)
-    return digest
+    """sha256 of every file under `root` (outside .git) whose relative path `include` takes.
 
-
-def _hash_file(path: Path) -> str:
-    """Links by their target's name, other non-regular files (a FIFO would block a read
-    forever) by their kind; only regular files are read."""
-    if path.is_symlink():
-        return "symlink:" + os.readlink(path)
-    mode = path.lstat().st_mode
-    if not stat.S_ISREG(mode):
-        return f"special:{stat.S_IFMT(mode):o}"
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
+    The walk is bounded (depth, entries) and so is what is read (of each file, of all): a
+    tree or a file past those bounds is a TreeError, which voids the run that left it
+    (`run_failure`). Links stand by their target's name, other non-regular files by their
+    kind, a file the driver may not read by its mode and size; files `include` does not take
+    are never opened."""
+    return digests(entry for entry in walk(root) if include(entry.rel))
 
 
 def digest_changes(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:

@@ -54,7 +54,8 @@ def entries(text: str, path: str) -> list[Entry]:
         else:
             root = yaml.compose(text)
             found = list(_yaml_entries(root, "", _shared_nodes(root)))
-    except (ValueError, yaml.YAMLError, tomlkit.exceptions.TOMLKitError):
+    except (ValueError, yaml.YAMLError, tomlkit.exceptions.TOMLKitError, RecursionError,
+            MemoryError):  # nested too deeply to read: no knobs
         return []
     last = {e.key: e for e in found}
     return [e for e in found if last[e.key] is e]
@@ -86,9 +87,10 @@ def shape(text: str, path: str, keys: frozenset[str]) -> str | None:
             data = tomlkit.parse(text).unwrap()
         else:
             data = yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError, tomlkit.exceptions.TOMLKitError):
+        return json.dumps(_blank(data, keys, ""), sort_keys=True, default=str)
+    except (ValueError, TypeError, yaml.YAMLError, tomlkit.exceptions.TOMLKitError,
+            RecursionError, MemoryError):  # TypeError: keys json cannot sort
         return None
-    return json.dumps(_blank(data, keys, ""), sort_keys=True, default=str)
 
 
 def _blank(data: Any, keys: frozenset[str], prefix: str) -> Any:

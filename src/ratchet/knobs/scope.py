@@ -18,8 +18,16 @@ IN, OUTSIDE = "in", "outside"
 
 def classify(old_files: Mapping[str, str | None], new_files: Mapping[str, str | None],
              space: Iterable[str]) -> str:
-    """`old_files`/`new_files`: the changed paths' contents (None where a file is absent)."""
-    names = frozenset(space)
+    """`old_files`/`new_files`: the changed paths' contents (None where a file is absent).
+    Code too deep or too large to compare (a sum of thousands of terms) is OUTSIDE."""
+    try:
+        return _classify(old_files, new_files, frozenset(space))
+    except (RecursionError, MemoryError, ValueError, TypeError):
+        return OUTSIDE
+
+
+def _classify(old_files: Mapping[str, str | None], new_files: Mapping[str, str | None],
+              names: frozenset[str]) -> str:
     for path in set(old_files) | set(new_files):
         old, new = old_files.get(path), new_files.get(path)
         if old is None or new is None:
@@ -40,7 +48,7 @@ def _shape(source: str, knobs: frozenset[str]) -> str | None:
     """The module's syntax tree with the values of module-level `knobs` blanked out."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: NUL bytes
         return None
     for node in tree.body:
         target = _knob_target(node)

@@ -38,10 +38,11 @@ class Knob:
 
 
 def find_knobs(source: str, path: str = "", any_case: bool = False) -> list[Knob]:
-    """The knobs of one module, in file order. Source that does not parse has none."""
+    """The knobs of one module, in file order. Source that does not parse has none, a value
+    too deep to evaluate (a sum of thousands of terms) is no knob."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: NUL bytes
         return []
     knobs = []
     names = _ANY_CASE_NAME if any_case else _KNOB_NAME
@@ -51,7 +52,7 @@ def find_knobs(source: str, path: str = "", any_case: bool = False) -> list[Knob
             continue
         try:
             knobs.append(Knob(target, _literal(value), path, node.lineno))
-        except ValueError:
+        except (ValueError, ArithmeticError, RecursionError, MemoryError):
             continue
     return knobs
 
@@ -90,14 +91,28 @@ def _is_number(value: Any) -> bool:
 
 
 def rewrite_knobs(source: str, values: Mapping[str, Any]) -> str:
-    """`source` with each named knob's value replaced, all other text left exactly as it was."""
-    module = cst.parse_module(source)
-    rewriter = _KnobRewriter(values)
-    new_module = module.visit(rewriter)
+    """`source` with each named knob's value replaced, all other text left exactly as it was.
+    KnobRewriteError when that cannot be done (no such knob, code libcst cannot handle)."""
+    try:
+        module = cst.parse_module(source)
+        rewriter = _KnobRewriter(values)
+        new_module = module.visit(rewriter)
+        code = new_module.code
+    except cst.ParserSyntaxError as exc:
+        raise KnobRewriteError(f"the code does not parse: {str(exc).splitlines()[0]}") from None
+    except (RecursionError, MemoryError):
+        raise KnobRewriteError("the code is nested too deeply to rewrite") from None
     missing = set(values) - rewriter.done
     if missing:
-        raise KeyError(f"no module-level knob named {', '.join(sorted(missing))}")
-    return new_module.code
+        raise KnobRewriteError(f"no module-level knob named {', '.join(sorted(missing))}")
+    return code
+
+
+class KnobRewriteError(KeyError):
+    """Knob values could not be written into a file; the message says why."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class _KnobRewriter(cst.CSTTransformer):

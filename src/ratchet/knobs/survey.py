@@ -139,7 +139,7 @@ def _imports(text: str) -> list[tuple[str, list[str]]]:
     """The absolute imports of a module: (module, names imported from it; none for `import m`)."""
     try:
         tree = ast.parse(text)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: NUL bytes
         return []
     found: list[tuple[str, list[str]]] = []
     for node in ast.walk(tree):
