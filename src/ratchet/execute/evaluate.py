@@ -14,10 +14,12 @@ change voids the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -35,6 +37,7 @@ from ratchet.execute.process import (
     ProcessRunner,
 )
 from ratchet.execute.sandbox import Limits, Sandbox
+from ratchet.execute.tree_walk import TreeError, walk
 from ratchet.execute.watch import StepMonitor, StepWatcher
 from ratchet.execute.workspace import digest_changes, protected_digest
 from ratchet.flags import FlagsError, fill, read_flags
@@ -54,6 +57,7 @@ PREDICT_EXIT_GRACE_S = 2.0
 PREDICT_BUDGET_FACTOR = 2.0
 PREDICT_BUDGET_SLACK_S = 10.0
 COMMITTED_SUFFIX = ".committed"  # beside a work tree: the copy the protected phases run in
+MAX_RESULT_BYTES = 2**20  # a JSON result file holds a few numbers
 
 
 _METRIC_LIKE = re.compile(r"^[ \t]*(?P<name>[A-Za-z_][\w./-]{0,40})[ \t]*[:=][ \t]*"
@@ -118,11 +122,21 @@ def _cut(text: str, most: int) -> str:
 
 
 def read_metric_file(path: Path, name: str) -> float:
-    if not path.is_file():
-        raise MetricError(f"result file {path.name} was not written")
+    """The metric from a JSON result file: a regular file (never a link, a FIFO or a folder),
+    of which at most MAX_RESULT_BYTES are read."""
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        raise MetricError(f"result file {path.name} was not written") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MetricError(f"result file {path.name} is not a regular file")
+        raw = f.read(MAX_RESULT_BYTES + 1)
+    if len(raw) > MAX_RESULT_BYTES:
+        raise MetricError(f"result file {path.name} is larger than {MAX_RESULT_BYTES} bytes")
+    try:
+        data = json.loads(raw.decode())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise MetricError(f"result file {path.name} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or name not in data:
         raise MetricError(f"result file {path.name} has no key {name!r}")
@@ -213,9 +227,12 @@ class Evaluator:
         try:
             self._run_phases(result, command, worktree, committed, env, deadline, log, runner,
                              monitor, expected, predict_budget_s)
+        except TreeError as exc:  # what the command phase left there: its outcome
+            result.status, result.reason = "void", f"the work tree: {exc}"
         finally:
             if committed is not None:
-                remove_tree(committed)
+                with contextlib.suppress(OSError):
+                    remove_tree(committed)
         return result
 
     def _run_phases(self, result: RunResult, command: str | None, worktree: Path,
@@ -520,13 +537,10 @@ def _hidden_files(worktree: Path, read_only: Iterable[tuple[Path, Path]],
                                       if dst.is_relative_to(worktree) and src.is_dir()]
     found = []
     for source, target in roots:
-        for dirpath, dirnames, filenames in os.walk(source):
-            dirnames[:] = [d for d in dirnames if d != ".git"]
-            for name in filenames:
-                rel = (Path(dirpath) / name).relative_to(source)
-                placed = (target / rel).relative_to(worktree).as_posix()
-                if matches_any(placed, hidden):
-                    found.append(target / rel)
+        for entry in walk(source):
+            placed = (target / entry.rel).relative_to(worktree).as_posix()
+            if matches_any(placed, hidden):
+                found.append(target / entry.rel)
     return found
 
 
