@@ -1,7 +1,10 @@
 """examples/tinygpt: the protected data and evaluator, and the task end to end through the loop."""
 
 import importlib
+import json
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +13,7 @@ import pytest
 from conftest import EXAMPLES, git
 from test_integrity import edit, patch_from
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
 
 from ratchet.study import open_study  # noqa: E402
@@ -83,6 +86,117 @@ def test_splits_are_fixed_by_document_name(prepare: object) -> None:
     assert splits == [prepare.split_of(n) for n in names]
     assert {"train", "validation", "holdout"} == set(splits)
     assert splits.count("train") > 150
+
+
+# Stand-ins for train.py, run through the real evaluate.py + predict.py pair (by hand: the
+# evaluator starts the model process itself): a bigram table, honest or not.
+TOY_TRAIN = """
+import torch
+import torch.nn.functional as F
+
+SEQ_LEN = 64
+
+
+class GPT(torch.nn.Module):
+    def __init__(self, vocab_size, mode="honest", after=0):
+        super().__init__()
+        self.vocab_size, self.mode, self.after, self.calls = vocab_size, mode, after, 0
+        self.table = torch.nn.Parameter(torch.zeros(vocab_size, vocab_size))
+
+    def forward(self, idx):
+        self.calls += 1
+        logits = self.table[idx]
+        if self.calls <= self.after:  # honest and unchanging for its first calls
+            return logits
+        if self.mode == "peek":  # reads the next token from its input
+            logits = logits + 10.0 * F.one_hot(torch.roll(idx, -1, 1), self.vocab_size)
+        if self.mode == "learn":  # trains on every window it is sent, after answering
+            self.table.data[idx[0, :-1], idx[0, 1:]] += 1.0
+        if self.mode == "count":
+            logits = logits + 1e-3 * self.calls
+        return logits
+
+
+if __name__ == "__main__":
+    import json, os
+    config = {"vocab_size": 1024, **json.loads(os.environ.get("TOY_CONFIG", "{}"))}
+    torch.save({"config": config, "state_dict": GPT(**config).state_dict()}, "checkpoint.pt")
+"""
+
+
+@pytest.fixture
+def toy(prepare: object, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """evaluate.py run by hand on a screen's share of the tokens, with a toy model."""
+    root = tmp_path / "tinygpt"
+    shutil.copytree(prepare.HERE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "train.py").write_text(TOY_TRAIN)
+
+    def evaluate(**config: object) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "RATCHET_PREDICT_FDS"}
+        env.update(RATCHET_HORIZON="0.01", TOY_CONFIG=json.dumps(config))
+        subprocess.run([sys.executable, "train.py"], cwd=root, env=env, check=True)
+        return subprocess.run([sys.executable, "evaluate.py"], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    return evaluate
+
+
+def test_an_honest_model_is_scored_on_the_same_tokens_and_bytes(
+        prepare: object, toy: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    result = toy()
+    assert result.returncode == 0, result.stderr
+    # a table of zeros predicts every token with probability 1/1024: 10 bits per token
+    tokenizer = prepare.load_tokenizer()
+    targets = prepare.tokens_of("validation", tokenizer)[1:4096 + 1]
+    table = prepare.token_bytes(tokenizer)
+    expected = 10 * len(targets) / sum(len(table[t]) for t in targets)
+    assert result.stdout == f"val_bpb: {expected:.6f}\n"
+
+
+@pytest.mark.parametrize("after", [0, 6, 40])
+def test_a_model_that_reads_ahead_after_its_first_calls_is_voided(
+        toy: Callable[..., subprocess.CompletedProcess[str]], after: int) -> None:
+    result = toy(mode="peek", after=after)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.startswith("ratchet-void: model is not causal")
+
+
+@pytest.mark.parametrize("mode", ["learn", "count"])
+@pytest.mark.parametrize("after", [0, 6])
+def test_a_model_that_changes_between_calls_is_voided(
+        toy: Callable[..., subprocess.CompletedProcess[str]], mode: str, after: int) -> None:
+    result = toy(mode=mode, after=after)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.startswith("ratchet-void: model is not causal")
+
+
+def test_the_checks_are_mixed_among_the_scoring_calls(prepare: object,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every call is a window the model must answer the same way: the twins' places in the
+    order differ from run to run, and the first calls are scoring windows as often as not."""
+    evaluate = importlib.import_module("evaluate")
+    try:
+        sent: list[torch.Tensor] = []
+
+        def model(x: torch.Tensor) -> torch.Tensor:
+            sent.append(x[0].clone())
+            return torch.zeros(1, x.shape[1], 1024)
+
+        tokens = torch.from_numpy(prepare.tokens_of("validation", prepare.load_tokenizer())
+                                  .astype("int64"))
+        places = []
+        for _ in range(3):
+            sent.clear()
+            evaluate.bits_per_byte(model, tokens[:4097], tokens, 64,
+                                   torch.ones(1024, dtype=torch.int64), 1024, 4096)
+            windows = {tuple(tokens[s:s + 64].tolist()) for s in range(0, 4096, 64)}
+            places.append([i for i, x in enumerate(sent) if tuple(x.tolist()) not in windows])
+    finally:
+        for name in ("evaluate", "predict"):
+            sys.modules.pop(name, None)
+    assert len(sent) == 64 + 16 and all(len(p) == 16 for p in places)  # a twin per 4 windows
+    assert all(p != list(range(16)) for p in places)  # the checks do not come first ...
+    assert len({tuple(p) for p in places}) == 3  # ... nor at the same places twice
 
 
 NON_CAUSAL = ("    mask = i[None, :] <= i[:, None]\n", "    mask = i[None, :] >= 0 * i[:, None]\n")
