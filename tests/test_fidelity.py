@@ -36,7 +36,10 @@ FORGED = None  # a metric line the code prints after the real one, whatever it m
 if FORGED is not None:
     print(f"loss: {FORGED}")
 """
-EVALUATE_PY = 'print(f"loss: {open(\'measured.txt\').read()}")\n'
+# The evaluator sees only the committed tree: the trained value reaches it through predict.
+EVALUATE_PY = ("import os\nr = int(os.environ['RATCHET_PREDICT_FDS'].split(',')[1])\n"
+               "print(f\"loss: {os.fdopen(r).read()}\")\n")
+PREDICT_PY = "print(open('measured.txt').read(), end='')\n"
 
 RATCHET_TOML = """\
 [task]
@@ -81,8 +84,10 @@ def make_study(tmp_path: Path, horizons: str = "[0.5]", protected_evaluator: boo
         toml = toml.replace("only_if_cheaper = false", "only_if_cheaper = true")
     if protected_evaluator:
         (repo / "evaluate.py").write_text(EVALUATE_PY)
+        (repo / "predict.py").write_text(PREDICT_PY)
         toml = toml.replace('command = "python task.py"', 'command = "python task.py"\n'
-                            'evaluate = "python evaluate.py"\nprotected = ["evaluate.py"]')
+                            'evaluate = "python evaluate.py"\npredict = "python predict.py"\n'
+                            'protected = ["evaluate.py", "predict.py"]')
     (repo / "ratchet.toml").write_text(toml)
     git(repo, "init", "-q")
     commit_all(repo, "initial")
