@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from ratchet.config import parse_config
+from ratchet.execute import process as process_module
 from ratchet.execute import sandbox as sandbox_module
 from ratchet.execute.evaluate import Evaluator
 from ratchet.execute.process import ProcessRunner
-from ratchet.execute.sandbox import BwrapLauncher, Launcher, NoLauncher
+from ratchet.execute.sandbox import BwrapLauncher, Launcher, NoLauncher, Sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None and os.environ.get("CI") != "true",
                                 reason="bubblewrap is not installed (scripts/test.sh installs it)")
@@ -50,19 +51,31 @@ def work(tmp_path: Path) -> Path:
     return path
 
 
+def answer_key_in(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "target.json").write_text(ANSWER)
+    return folder
+
+
+@pytest.fixture
+def packaged() -> Iterator[Path]:
+    """A copy inside the interpreter's own tree, as ratchet's wheel ships its examples."""
+    try:
+        folder = answer_key_in(Path(sys.prefix) / f"ratchet-copy-{uuid.uuid4().hex}")
+    except OSError:
+        pytest.skip("the interpreter's tree is not writable by this user")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def copies() -> Iterator[list[Path]]:
-    """Copies of an answer key where a machine may hold one: beside the interpreter's packages
-    (as ratchet's wheel ships its examples), in HOME, in /tmp, /var/tmp, /opt, /srv."""
-    places = [Path(sys.prefix) / f"ratchet-copy-{uuid.uuid4().hex}", Path.home(), Path("/tmp"),
-              Path("/var/tmp"), Path("/opt"), Path("/srv")]
+    """Copies of an answer key elsewhere on the machine: HOME, /tmp, /var/tmp, /opt, /srv
+    (those this user may write)."""
     made = []
-    for place in places:
-        folder = place / f"answer-{uuid.uuid4().hex}" if place != places[0] else place
+    for place in (Path.home(), Path("/tmp"), Path("/var/tmp"), Path("/opt"), Path("/srv")):
         try:
-            folder.mkdir(parents=True)
-            (folder / "target.json").write_text(ANSWER)
-            made.append(folder)
+            made.append(answer_key_in(place / f"answer-{uuid.uuid4().hex}"))
         except OSError:
             continue
     yield made
@@ -82,10 +95,11 @@ for path in sys.argv[1:] or {paths!r}:
 
 @pytest.mark.parametrize("launcher", [BwrapLauncher(), NoLauncher()], ids=["bwrap", "none"])
 def test_no_copy_of_an_answer_key_anywhere_on_the_machine_is_readable(
-        work: Path, copies: list[Path], launcher: Launcher,
+        work: Path, packaged: Path, copies: list[Path], launcher: Launcher,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    packaged = copies[0]  # plays ratchet's bundled examples inside site-packages
+    # `packaged` plays ratchet's bundled examples inside site-packages
     monkeypatch.setattr(sandbox_module, "_bundled_examples", lambda: [packaged])
+    copies = [packaged, *copies]
     paths = [str(folder / "target.json") for folder in copies]
     output, result = run(work, READ_COPIES.format(paths=paths), launcher)
     assert result.status == "ok"
@@ -98,11 +112,27 @@ def test_no_copy_of_an_answer_key_anywhere_on_the_machine_is_readable(
 
 
 def test_the_packaged_copy_is_readable_when_its_concealment_is_off(
-        work: Path, copies: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        work: Path, packaged: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox_module, "_bundled_examples", lambda: [])
-    packaged = str(copies[0] / "target.json")
-    output, _ = run(work, READ_COPIES.format(paths=[packaged]), BwrapLauncher())
+    path = str(packaged / "target.json")
+    output, _ = run(work, READ_COPIES.format(paths=[path]), BwrapLauncher())
     assert f"read: {ANSWER}" in output  # inside the interpreter's tree: only concealment hides it
+
+
+@pytest.mark.parametrize("concealed", [True, False])
+def test_an_import_path_inside_the_repository_stays_concealed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, concealed: bool) -> None:
+    """An editable install of the user's own project puts its repository on the import path;
+    the repository is concealed, so that entry must not be bound back into the sandbox."""
+    repo, work, log = tmp_path / "repo", tmp_path / "work", tmp_path / "run.log"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "answers.txt").write_text(ANSWER)
+    work.mkdir()
+    monkeypatch.syspath_prepend(str(repo / "src"))
+    box = Sandbox(workdir=work, conceal=(repo,) if concealed else ())
+    ProcessRunner(BwrapLauncher()).run(f"cat {repo / 'src' / 'answers.txt'} || echo absent",
+                                       box, dict(os.environ), 30, log)
+    assert (ANSWER in log.read_text()) is not concealed
 
 
 KERNEL = """
@@ -157,7 +187,7 @@ for _ in range({count}):
         os._exit(0)
     children.append(pid)
 print('forked:', len(children), flush=True)
-time.sleep(5)
+time.sleep(20)  # the watchdog has this long to see them all (killed at once when it does)
 """
 
 
@@ -174,34 +204,37 @@ def test_processes_within_the_limit_are_fine(work: Path) -> None:
     assert result.status == "ok" and "forked: 20" in output
 
 
-TMPFS = """
-import os
+WRITE = """
 written = 0
 try:
-    with open('{where}/hoard', 'wb') as f:
-        for _ in range(600):
+    with open({path!r}, 'wb') as f:
+        for _ in range({mib}):
             f.write(b'x' * 2**20)
             f.flush()
             written += 1
 except OSError as error:
     print('refused after', written, 'MiB:', type(error).__name__, flush=True)
-print('hoarded', written, 'MiB', flush=True)
-import time; time.sleep(2)
+print('wrote', written, 'MiB', flush=True)
+import time; time.sleep({linger})  # the watchdog's time to see it (killed when it does)
 """
+
+
+def hoard(where: Path | str, linger: float = 15) -> str:
+    return WRITE.format(path=f"{where}/hoard", mib=600, linger=linger)
 
 
 @pytest.mark.parametrize("where", ["/dev/shm", "/tmp"])
 def test_memory_hidden_in_tmpfs_counts_against_the_limit(work: Path, where: str) -> None:
-    output, result = run(work, TMPFS.format(where=where), BwrapLauncher(), memory_limit="300M")
-    assert "hoarded 600 MiB" not in output
+    output, result = run(work, hoard(where), BwrapLauncher(), memory_limit="300M")
+    assert "wrote 600 MiB" not in output
     assert result.status == "crash", output
 
 
 def test_tmpfs_hoarding_passes_the_limit_without_the_sandbox(tmp_path: Path, work: Path) -> None:
     where = tmp_path / "shm"
     where.mkdir()
-    output, result = run(work, TMPFS.format(where=where), NoLauncher(), memory_limit="300M")
-    assert "hoarded 600 MiB" in output and result.status == "ok"  # a disk counts nowhere
+    output, result = run(work, hoard(where, linger=0), NoLauncher(), memory_limit="300M")
+    assert "wrote 600 MiB" in output and result.status == "ok"  # a disk counts nowhere
 
 
 FLOOD = """
@@ -228,30 +261,19 @@ def test_output_under_the_limit_is_kept_whole(work: Path) -> None:
     assert result.status == "ok" and output.count("x" * 1023) == 100
 
 
-FILL = """
-written = 0
-try:
-    with open('filler.bin', 'wb') as f:
-        for _ in range(40):
-            f.write(b'x' * 2**20)
-            f.flush()
-            written += 1
-except OSError as error:
-    print('refused:', type(error).__name__, flush=True)
-print('filled', written, 'MiB', flush=True)
-"""
+FILL = WRITE.format(path="filler.bin", mib=40, linger=0)
 
 
 def test_filling_the_disk_ends_the_run(work: Path) -> None:
     output, result = run(work, FILL, BwrapLauncher(), max_disk="10M")
-    assert "filled 40 MiB" not in output
+    assert "wrote 40 MiB" not in output
     assert result.status == "crash"
     assert (work / "filler.bin").stat().st_size <= 11 * 2**20
 
 
 def test_the_same_fill_passes_with_a_larger_limit(work: Path) -> None:
     output, result = run(work, FILL, BwrapLauncher(), max_disk="100M")
-    assert "filled 40 MiB" in output and result.status == "ok"
+    assert "wrote 40 MiB" in output and result.status == "ok"
 
 
 def test_open_files_are_capped(work: Path) -> None:
@@ -296,3 +318,12 @@ def test_a_predict_process_that_trains_past_its_budget_is_over_budget(
         assert result.reason.startswith("over budget: the predict process used more than 1s")
     else:
         assert result.value == 6.0 and result.secondary["predict_cpu_s"] >= 2.5
+
+
+def test_a_flood_of_files_ends_the_run(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(process_module, "MAX_ENTRIES", 200)  # 1,000,000 in earnest
+    code = "import os\nos.mkdir('many')\nfor i in range(500):\n    open(f'many/{i}', 'w')\n"
+    _, result = run(work, code, BwrapLauncher())
+    assert result.status == "crash"
+    assert result.reason == ("command phase killed: it made more than 200 files and folders in "
+                             "its work tree")

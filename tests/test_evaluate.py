@@ -236,3 +236,21 @@ def test_only_the_protected_phase_can_void_a_run(tmp_path: Path) -> None:
         tmp_path, tmp_path / "b.log", ProcessRunner())
     assert refused.status == "void"
     assert refused.reason == "the evaluator refused to score it: model is not causal"
+
+
+@pytest.mark.parametrize("reads, names", [("model.pkl", True), ("other.pkl", False)])
+def test_an_evaluator_that_reads_what_the_command_wrote_is_told_to_use_predict(
+        tmp_path: Path, reads: str, names: bool) -> None:
+    (tmp_path / "train.py").write_text("open('model.pkl', 'w').write('weights')\n")
+    (tmp_path / "evaluate.py").write_text(f"print('score:', len(open({reads!r}).read()))\n")
+    data = {"task": {"editable": ["train.py"], "protected": ["evaluate.py"],
+                     "command": "python train.py", "evaluate": "python evaluate.py"},
+            "metric": {"name": "score"}}
+    result = Evaluator(parse_config(data, tmp_path), base_env=dict(os.environ)).evaluate(
+        tmp_path, tmp_path / "log.txt", ProcessRunner())
+    assert result.status == "crash" and result.value is None
+    if names:  # the committed tree has no model.pkl: the evaluator never sees it
+        assert result.reason.startswith("the evaluate phase reads model.pkl, which the command "
+                                        "phase wrote") and "[task] predict" in result.reason
+    else:
+        assert result.reason == "evaluate phase exited with code 1"

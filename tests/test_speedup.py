@@ -49,40 +49,30 @@ def test_the_edited_code_cannot_touch_the_clock_or_print_the_metric(  # type: ig
 
 
 # Edited code that leaves something running beside the benchmark, to slow its reference down:
-# a thread in the model process, writing a heartbeat (wall-clock time) to the model's log.
-SPINNER_THREAD = '''
-import os as _os
-import threading as _threading
-import time as _time
-
-
-def _spin():
-    beat = 0.0
-    while True:
-        now = _time.time()
-        if now - beat > 0.002:
-            _os.write(2, f"heartbeat {now!r}\\n".encode())
-            beat = now
-
-
-_threading.Thread(target=_spin, daemon=DAEMON).start()
-'''
-# ... a process in a session of its own, which outlives the model process unless its sandbox
-# takes it down (the command phase imports solution.py too: it spins there as well)
-SPINNER_PROCESS = '''
-import subprocess as _subprocess
-import sys as _sys
-
-_subprocess.Popen([_sys.executable, "-c", """
+# a loop writing a heartbeat (wall-clock time) to the model's log every 2 ms, run ...
+SPIN = '''
 import os, time
 beat = 0.0
 while True:
     now = time.time()
     if now - beat > 0.002:
-        os.write(2, f"heartbeat {now!r}\\\\n".encode())
+        os.write(2, f"heartbeat {now!r}\\n".encode())
         beat = now
-"""], start_new_session=True, stdin=_subprocess.DEVNULL, stdout=_subprocess.DEVNULL)
 '''
+# ... in a thread of the model process
+SPINNER_THREAD = f'''
+import threading as _threading
+_threading.Thread(target=exec, args=({SPIN!r}, {{}}), daemon=DAEMON).start()
+'''
+# ... a process in a session of its own, which outlives the model process unless its sandbox
+# takes it down (the command phase imports solution.py too: it spins there as well)
+SPINNER_PROCESS = f'''
+import subprocess as _subprocess
+import sys as _sys
+_subprocess.Popen([_sys.executable, "-c", {SPIN!r}], start_new_session=True,
+                  stdin=_subprocess.DEVNULL, stdout=_subprocess.DEVNULL)
+'''
+
 # ... a forked child that keeps every descriptor of the model process, its reply pipe included
 HOLD_THE_PIPE = '''
 import os as _os

@@ -30,12 +30,7 @@ from pathlib import Path
 
 from ratchet.config import TaskConfig, metric_regex
 from ratchet.execute.gitrepo import remove_tree
-from ratchet.execute.process import (
-    CPU_BREACH,
-    MAX_TREE_ENTRIES,
-    ProcessOutcome,
-    ProcessRunner,
-)
+from ratchet.execute.process import CPU_BREACH, ProcessOutcome, ProcessRunner
 from ratchet.execute.sandbox import Limits, Sandbox
 from ratchet.execute.tree_walk import TreeError, walk
 from ratchet.execute.watch import StepMonitor, StepWatcher
@@ -491,33 +486,14 @@ def _remove_path(path: Path) -> None:
 def _reads_written(output: str, worktree: Path, committed: Path) -> str | None:
     """Why a protected phase failed, when its output names a file only the command phase
     wrote: it looked for it in the committed tree, where such files never are."""
-    for relative in _written_files(worktree, committed):
-        if relative in output or (os.sep in relative and Path(relative).name in output):
+    written = sorted((entry.rel for entry in walk(worktree)
+                      if not os.path.lexists(committed / entry.rel)), key=len, reverse=True)
+    for relative in written:
+        if re.search(rf"(?<![\w.-]){re.escape(Path(relative).name)}(?![\w.-])", output):
             return (f"the evaluate phase reads {relative}, which the command phase wrote: the "
                     "evaluate and holdout phases see only the committed tree; load it in the "
                     "[task] predict process instead")
     return None
-
-
-def _written_files(worktree: Path, committed: Path) -> list[str]:
-    """Files in `worktree` that the committed tree does not have (walked without recursion,
-    at most MAX_TREE_ENTRIES entries)."""
-    found: list[str] = []
-    todo, seen = [worktree], 0
-    while todo and seen < MAX_TREE_ENTRIES:
-        folder = todo.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            seen += 1
-            relative = os.path.relpath(entry.path, worktree)
-            if entry.is_dir(follow_symlinks=False):
-                todo.append(Path(entry.path))
-            elif not os.path.lexists(committed / relative):
-                found.append(relative)
-    return sorted(found, key=len, reverse=True)
 
 
 def _leaves(worktree: Path, relative: str) -> str | None:

@@ -26,13 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ratchet.execute.sandbox import Launcher, Limits, NoLauncher, Sandbox
+from ratchet.execute.tree_walk import MAX_ENTRIES
 from ratchet.units import format_memory
 
 KILL_GRACE_S = 2.0
 SAMPLE_INTERVAL_S = 0.1
 DISK_EVERY = 20  # samples between two measures of the work tree (a walk of its files)
-MAX_TREE_ENTRIES = 1_000_000  # files a work tree may hold; a walk stops there
-THREADS_PER_PROCESS = 16  # the rlimit on a user's processes counts threads too
+# The rlimit on processes counts every thread of the user (all slots' runs share uid 65534
+# under a root driver; a user's desktop counts too under theirs): a backstop against fork
+# bombs, set far above what the watchdog allows one sandbox.
+THREADS_PER_PROCESS = 64
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -47,10 +50,6 @@ class ProcessOutcome:
     cancelled: bool = False
     breach: str | None = None  # the limit it broke, when the watchdog killed it
     predict_cpu_s: float | None = None  # of a scoring phase: what its predict process took
-
-    @property
-    def memory_exceeded(self) -> bool:
-        return self.breach is not None and self.breach.startswith(MEMORY_BREACH)
 
 
 class _Running:
@@ -140,7 +139,6 @@ class ProcessRunner:
         )
 
 
-MEMORY_BREACH = "its processes together used more than the memory limit"
 CPU_BREACH = "over budget: its processes together used more than"
 
 
@@ -182,16 +180,12 @@ class TreeWatchdog:
         self.pid, self.limits, self.output = pid, limits or Limits(), output
         self.workdir = workdir
         self.tmpfs = ["tmp", "dev/shm", *(str(p).lstrip("/") for p in private_dirs)]
-        self.disk_before = _disk_use(workdir) if workdir is not None else 0
+        self.disk_before = _disk_use(workdir)[0] if workdir is not None else 0
         self.peak_bytes = 0
         self.cpu_s = 0.0  # the most CPU time seen in the tree at one sample
         self.breach: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    @property
-    def exceeded(self) -> bool:
-        return self.breach is not None
 
     def start(self) -> None:
         self._thread.start()
@@ -220,7 +214,8 @@ class TreeWatchdog:
     def _breach(self, tree: list[int], used: int, measure_disk: bool) -> str | None:
         limits = self.limits
         if limits.memory_bytes is not None and used > limits.memory_bytes:
-            return (f"{MEMORY_BREACH} of {format_memory(limits.memory_bytes)} "
+            return (f"its processes together used more than the memory limit of "
+                    f"{format_memory(limits.memory_bytes)} "
                     "(their private /tmp, /dev/shm and HOME included)")
         if limits.cpu_seconds is not None and self.cpu_s > limits.cpu_seconds:
             return f"{CPU_BREACH} {limits.cpu_seconds:g}s of CPU"
@@ -229,8 +224,10 @@ class TreeWatchdog:
         if self.output is not None and self.output.size() > limits.output_bytes:
             return f"it printed more than {format_memory(limits.output_bytes)}"
         if measure_disk and self.workdir is not None:
-            added = _disk_use(self.workdir) - self.disk_before
-            if added > limits.disk_bytes:
+            used_bytes, entries = _disk_use(self.workdir)
+            if entries >= MAX_ENTRIES:
+                return f"it made more than {MAX_ENTRIES:,} files and folders in its work tree"
+            if used_bytes - self.disk_before > limits.disk_bytes:
                 return f"it wrote more than {format_memory(limits.disk_bytes)} into its work tree"
         return None
 
@@ -250,12 +247,13 @@ class TreeWatchdog:
         return total
 
 
-def _disk_use(root: Path) -> int:
+def _disk_use(root: Path) -> tuple[int, int]:
     """Bytes the files under `root` take on disk (allocated blocks: a sparse file costs what
-    it holds), counting at most MAX_TREE_ENTRIES entries; walked without recursion, links
-    never followed."""
+    it holds) and the entries counted, at most MAX_ENTRIES; walked without recursion, links
+    never followed. Not `tree_walk.walk`: this tree is live, and what vanishes while it is
+    walked is skipped, not an error."""
     total, seen, todo = 0, 0, [str(root)]
-    while todo and seen < MAX_TREE_ENTRIES:
+    while todo and seen < MAX_ENTRIES:
         with contextlib.suppress(OSError), os.scandir(todo.pop()) as entries:
             for entry in entries:
                 seen += 1
@@ -264,7 +262,7 @@ def _disk_use(root: Path) -> int:
                     total += info.st_blocks * 512
                     if entry.is_dir(follow_symlinks=False):
                         todo.append(entry.path)
-    return total
+    return total, seen
 
 
 def process_tree(root: int, max_age_s: float = 0.0) -> list[int]:

@@ -243,21 +243,21 @@ def _inside_any(path: Path, roots: Iterable[Path]) -> bool:
 def _interpreter_paths(conceal: Iterable[Path] = ()) -> list[Path]:
     """Where the interpreter running ratchet and its packages live (a venv, pyenv or
     `pip install --user` in HOME, an editable install's source): they stay visible, read-only.
-    The current directory and anything holding a concealed path (the user's repository)
-    are left out."""
+    Nothing that holds a concealed path (the user's repository) is; of the import path, the
+    current directory and anything inside a concealed path are left out too (a venv inside
+    the repository stays: it is the interpreter)."""
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                 os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
                 site.getusersitepackages()}
-    here = os.path.realpath(os.getcwd())
-    entries = {p for p in sys.path if p and os.path.isabs(p) and os.path.realpath(p) != here}
+    here = Path(os.path.realpath(os.getcwd()))
     concealed = [Path(os.path.abspath(p)) for p in conceal]
-    found = []
-    for path in prefixes | entries:
-        if path and os.path.isdir(path):
-            candidate = Path(os.path.abspath(path))
-            if not any(hidden.is_relative_to(candidate) for hidden in concealed):
-                found.append(candidate)
-    return _outermost(found)
+    found = [Path(os.path.abspath(p)) for p in prefixes if p and os.path.isdir(p)]
+    for entry in sys.path:
+        if entry and os.path.isabs(entry) and os.path.isdir(entry):
+            path = Path(os.path.abspath(entry))
+            if Path(os.path.realpath(path)) != here and not _inside_any(path, concealed):
+                found.append(path)
+    return _outermost(p for p in found if not any(c.is_relative_to(p) for c in concealed))
 
 
 def _bundled_examples() -> list[Path]:
