@@ -14,13 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import commit_all, git
+from test_integrity import edit, patch_from
 
 from ratchet.config import parse_config
 from ratchet.execute import process as process_module
 from ratchet.execute import sandbox as sandbox_module
-from ratchet.execute.evaluate import Evaluator
+from ratchet.execute.evaluate import PREDICT_CPU, Evaluator, derived_predict_budget
 from ratchet.execute.process import ProcessRunner
 from ratchet.execute.sandbox import BwrapLauncher, Launcher, NoLauncher, Sandbox
+from ratchet.study import open_study
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None and os.environ.get("CI") != "true",
                                 reason="bubblewrap is not installed (scripts/test.sh installs it)")
@@ -327,3 +330,34 @@ def test_a_flood_of_files_ends_the_run(work: Path, monkeypatch: pytest.MonkeyPat
     assert result.status == "crash"
     assert result.reason == ("command phase killed: it made more than 200 files and folders in "
                              "its work tree")
+
+
+def test_a_study_caps_predict_by_what_the_baselines_took(tmp_path: Path) -> None:
+    """No predict_budget in the task: a candidate's predict may use twice the baseline's CPU
+    plus the slack; one that trains past that is over budget, one that does not is scored."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "model.py").write_text("SECONDS = 0.0\n" +
+                                   TRAIN_IN_PREDICT.format(train_s="SECONDS"))
+    (repo / "predict.py").write_text("import model\n")
+    (repo / "evaluate.py").write_text(SCORE)
+    (repo / "ratchet.toml").write_text(
+        '[task]\neditable = ["model.py"]\nprotected = ["evaluate.py", "predict.py"]\n'
+        'command = "true"\nevaluate = "python evaluate.py"\npredict = "python predict.py"\n'
+        '[metric]\nname = "score"\ngoal = "maximize"\n'
+        '[decision]\nrule = "greedy"\nbaseline_runs = 1\n'
+        '[space]\nSECONDS = { float = [0.0, 0.1] }\n')
+    git(repo, "init", "-q")
+    commit_all(repo, "a task whose model runs in predict")
+    study = open_study(repo, "budget", proposer="random", seed=0)
+    study.run(max_experiments=1)
+    used = study.experiments()[0].secondary[PREDICT_CPU]
+    allowed = derived_predict_budget(used)
+    over = study.try_patch(patch_from(repo, edit("model.py", "SECONDS = 0.0",
+                                                 f"SECONDS = {allowed + 1:.2f}")), "train")
+    assert over.status == "timeout"
+    assert over.reason.startswith(f"over budget: the predict process used more than "
+                                  f"{allowed:g}s of CPU")
+    within = study.try_patch(patch_from(repo, edit("model.py", "SECONDS = 0.0",
+                                                   "SECONDS = 0.1")), "a little work")
+    assert within.status in ("keep", "discard") and within.value == 6.0

@@ -50,7 +50,7 @@ PREDICT_EXIT_GRACE_S = 2.0
 # A candidate's predict process may use this multiple of the baseline's CPU, plus the slack:
 # room for a larger model, not for training where the command phase's budget does not reach.
 PREDICT_BUDGET_FACTOR = 2.0
-PREDICT_BUDGET_SLACK_S = 10.0
+PREDICT_BUDGET_SLACK_S = 2.0
 COMMITTED_SUFFIX = ".committed"  # beside a work tree: the copy the protected phases run in
 MAX_RESULT_BYTES = 2**20  # a JSON result file holds a few numbers
 
