@@ -34,7 +34,7 @@ from ratchet.execute.process import CPU_BREACH, ProcessOutcome, ProcessRunner
 from ratchet.execute.sandbox import Limits, Sandbox
 from ratchet.execute.tree_walk import TreeError, walk
 from ratchet.execute.watch import StepMonitor, StepWatcher
-from ratchet.execute.workspace import digest_changes, protected_digest
+from ratchet.execute.workspace import digest_changes, protected_digest, run_failure
 from ratchet.flags import FlagsError, fill, read_flags
 from ratchet.globs import matches_any
 from ratchet.steps import Curve
@@ -222,8 +222,8 @@ class Evaluator:
         try:
             self._run_phases(result, command, worktree, committed, env, deadline, log, runner,
                              monitor, expected, predict_budget_s)
-        except TreeError as exc:  # what the command phase left there: its outcome
-            result.status, result.reason = "void", f"the work tree: {exc}"
+        except TreeError as exc:  # what the command phase left there: its outcome, with the
+            result.status, result.reason = run_failure(exc)  # compute it took kept
         finally:
             if committed is not None:
                 with contextlib.suppress(OSError):
