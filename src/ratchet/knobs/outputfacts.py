@@ -11,7 +11,7 @@ digits, `_ . / -`; a dict's quoted key counts), without a leading article or a t
 into other text (`3abc`, a version `3.11.4`, a date, `5/100`, a time `12:30`, `16,384`) is not
 a value. NaN and infinities are values as printed (a number too large for a float is inf).
 ANSI escapes and carriage-return progress bars are taken apart first; a line is read up to
-MAX_LINE_CHARS.
+MAX_LINE_CHARS. A traceback's `File "x.py", line 4` and an `[Errno 2]` are not values.
 
 A missing path is one an error line says could not be found: Python's `[Errno 2] No such file
 or directory: 'x'`, a shell tool's `cat: x: No such file or directory`, `can't open file 'x'`,
@@ -36,6 +36,8 @@ _PAIR = re.compile(
     rf"(?<![\w./])(?P<name>{_WORD}(?: {_WORD}){{0,2}})['\"]?"
     rf"(?:[ \t]*[:=][ \t]*|[ \t]+)(?P<value>{_NUMBER})"
     r"[A-Za-z%µ]{0,4}(?!\w|\.\w|[:/\-,]\d)")
+# Not values: a traceback's `File "x.py", line 4`, an error's `[Errno 2]`.
+_NOT_VALUES = re.compile(r'^\s*File ".*", line \d+.*$|\[Errno \d+\]')
 _LEADING = frozenset({"the", "a", "an"})
 _TRAILING = frozenset({"is", "was", "are", "were", "be", "of", "at", "to", "in", "for", "now",
                        "by"})
@@ -66,7 +68,7 @@ def printed_values(lines: Iterable[str]) -> dict[str, list[float]]:
     """Every number printed after a name, keyed by the name as printed, in order of output."""
     values: dict[str, list[float]] = {}
     for line in clean_lines(lines):
-        for match in _PAIR.finditer(line):
+        for match in _PAIR.finditer(_NOT_VALUES.sub(" ", line)):
             name, value = _name(match.group("name")), _number(match.group("value"))
             if name is not None and value is not None:
                 values.setdefault(name, []).append(value)
