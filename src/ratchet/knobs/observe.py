@@ -4,13 +4,15 @@
 uncommitted or untracked files: the tree a study's experiments get) into a scratch folder
 under `.ratchet/`, and runs the command there a few times in ratchet's own sandbox, with the
 launcher, limits, environment and unprivileged user of an experiment, each run in a fresh
-export with its own `RATCHET_SEED`. A run past its timeout is killed whole and recorded as
-timed out. The scratch folder goes afterwards, whatever happens (an error, Ctrl-C).
+export with its own `RATCHET_SEED`. Python's output is unbuffered unless the user's
+environment says otherwise, so a run cut short still shows what it printed. A run past its
+timeout is killed whole and recorded as timed out. The scratch folder goes afterwards,
+whatever happens (an error, Ctrl-C).
 
-What the runs printed is kept (the last MAX_LINES lines, at most MAX_BYTES, a run) and read as
-facts (`ratchet.knobs.outputfacts`): the values printed, the files the run could not open (and the
-`[sandbox] read_only` entries that would give them), and the names printed identically in
-every completed run although each had its own seed, which means the code fixes its seed.
+What the runs printed is kept (the last MAX_LINES lines, at most MAX_BYTES, a run) and read
+as facts (`ratchet.knobs.outputfacts`): the values printed, the files the run could not open
+(and the `[sandbox] read_only` entries that would give them), and the names printed
+identically in every completed run although each had its own seed: the code fixes its seed.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from ratchet.knobs.outputfacts import (
 from ratchet.store.glance import STATE_DIR
 
 __all__ = ["SEED_VARIABLE", "Observation", "ObservedRun", "absent_paths", "identical_runs",
-           "missing_paths", "observe", "printed_values", "read_only_suggestions"]
+           "missing_paths", "observe", "printed_values", "read_only_suggestions", "tail_lines",
+           "untracked_code"]
 
 SEED_VARIABLE = "RATCHET_SEED"
 MAX_LINES = 2000  # kept of each run's output: its last lines
