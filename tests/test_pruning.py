@@ -1,7 +1,8 @@
 """Stopping hopeless runs early, on a task with scripted curves: a run worse than every earlier
 one at a step is stopped within one reporting interval with its process tree, recorded as
 `pruned`; a better run, the baseline and a candidate's re-runs are never stopped; forged
-intermediate lines can neither save a hopeless run nor get one kept."""
+intermediate lines can neither save a hopeless run nor get one kept, nor, printed by runs that
+were discarded or that ended worse than their curve says, stop a real improvement."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from conftest import commit_all, git
 
 from ratchet.cli import main
 from ratchet.config import PruningConfig, parse_config
-from ratchet.pruning import RunJudge, references
+from ratchet.pruning import AGREEMENT_TOLERANCE, RunJudge, agrees, references
 from ratchet.records import Experiment
 from ratchet.steps import Curve, parse_line
 from ratchet.study import Study, open_study
@@ -151,6 +152,56 @@ def test_a_forged_curve_cannot_get_a_run_kept(study: Study) -> None:
     assert best is not None and best.value == pytest.approx(0.4)
 
 
+def test_discarded_runs_printing_a_perfect_curve_cannot_stop_a_real_improvement(
+        study: Study) -> None:
+    """The attack: four candidates print a perfect training curve and end badly (discarded);
+    the median of the earlier curves would then be that perfect curve, and the next real
+    improvement would be stopped at step 1."""
+    for a in (0.9, 0.95, 0.85, 0.8):
+        forged = candidate(study, a, forge="only")
+        assert forged.status == "discard" and forged.curve == [[s, 0.0] for s in range(1, 11)]
+    better = candidate(study, 0.3)
+    assert better.status == "keep", better.reason
+    assert better.curve is not None and len(better.curve) == 10  # ran to its end
+    statuses = [e.status for e in study.experiments()]
+    assert statuses == ["keep", "discard", "discard", "discard", "discard", "keep"]
+
+
+def test_a_kept_run_whose_curve_beats_its_own_value_is_no_reference(study: Study) -> None:
+    """A candidate really better at the end but printing a perfect curve is kept (the final,
+    protected value decides), yet its curve never judges another run."""
+    forged = candidate(study, 0.3, forge="only")
+    assert forged.status == "keep" and forged.value == pytest.approx(0.3)
+    better = candidate(study, 0.25)
+    assert better.status == "keep", better.reason
+    hopeless = candidate(study, 0.9)  # the honest curves (baseline, 0.25) still judge
+    assert hopeless.status == "pruned", hopeless.reason
+    assert hopeless.reason and "2 earlier runs" in hopeless.reason
+
+
+def test_only_the_baseline_and_kept_runs_with_consistent_curves_are_references() -> None:
+    def run(number: int, status: str, value: float | None, last: float,
+            kind: str = "proposal") -> Experiment:
+        return Experiment(study_id=1, number=number, kind=kind, status=status, value=value,
+                          values=[] if value is None else [value],
+                          curve=[[1, last + 1.0], [2, last]])
+
+    config = parse_config(tomllib.loads(RATCHET_TOML), Path("."))
+    experiments = [run(0, "crash", None, 1.0, "baseline"), run(1, "discard", 1.0, 1.1, "baseline"),
+                   run(2, "discard", 0.9, 0.0), run(3, "pruned", None, 0.0),
+                   run(4, "keep", 0.8, 0.85), run(5, "keep", 0.7, 0.1), run(6, "crash", None, 0.0),
+                   run(7, "keep", 0.6, 0.6 * (1 - AGREEMENT_TOLERANCE / 2))]
+    kept = references(experiments, config)
+    assert [r.value for r in kept] == [1.0, 0.8, 0.6]  # the latest baseline, kept, consistent
+    assert [r.value for r in references(experiments)] == [1.0, 0.8, 0.7, 0.6]  # no config
+    other = parse_config(tomllib.loads(RATCHET_TOML.replace(
+        'pruner = "median"', 'pruner = "median"\nmetric = "train_loss"')), Path("."))
+    assert agrees(experiments[5], other)  # another quantity: nothing to check it against
+    maximize = parse_config(tomllib.loads(RATCHET_TOML.replace(
+        'name = "loss"', 'name = "loss"\ngoal = "maximize"')), Path("."))
+    assert agrees(experiments[5], maximize) and not agrees(run(8, "keep", 0.7, 0.9), maximize)
+
+
 def test_lines_and_curves() -> None:
     assert parse_line("ratchet-step: 200 val_loss: 3.21", "val_loss") == (200, 3.21)
     assert parse_line("ratchet-step: 200 val_loss: 3.21", "loss") is None
@@ -168,7 +219,7 @@ def test_lines_and_curves() -> None:
 
 def test_the_judge_waits_for_enough_earlier_runs_and_its_warmup() -> None:
     def run(value: float) -> Experiment:
-        return Experiment(study_id=1, number=1, kind="proposal", status="discard",
+        return Experiment(study_id=1, number=1, kind="proposal", status="keep",
                           value=value, values=[value],
                           curve=[[s, value + 1 / s] for s in range(1, 6)])
 
@@ -218,7 +269,7 @@ def test_the_report_counts_runs_stopped_and_compute_saved() -> None:
 def test_a_run_judge_travels_to_another_process_with_what_it_knows() -> None:
     """The Ray executor sends the judge to the worker: there it must judge as it would here."""
     config = PruningConfig(pruner="median", startup_runs=2)
-    earlier = [Experiment(study_id=1, number=i, kind="proposal", status="discard", value=v,
+    earlier = [Experiment(study_id=1, number=i, kind="proposal", status="keep", value=v,
                           values=[v], curve=[[1, v + 1], [2, v + 0.5]])
                for i, v in enumerate([0.5, 0.4, 0.6])]
     here = RunJudge(config, True, "loss", references(earlier))
@@ -234,7 +285,7 @@ def test_a_run_judge_travels_without_the_earlier_runs_code() -> None:
     """Only curves and outcomes go to a worker: earlier diffs (megabytes in a long study, the
     code of every proposal) stay in the store."""
     config = PruningConfig(pruner="median", startup_runs=2)
-    earlier = [Experiment(study_id=1, number=i, kind="proposal", status="discard", value=0.5,
+    earlier = [Experiment(study_id=1, number=i, kind="proposal", status="keep", value=0.5,
                           values=[0.5], curve=[[1, 1.5]], diff="+" + "x" * 1_000_000,
                           description=f"secret {i}")
                for i in range(3)]

@@ -406,7 +406,7 @@ class Engine:
                 or experiment.status == KEEP:
             return None
         return RunJudge(pruning, self.config.minimize, self.config.step_metric,
-                        references(self.store.experiments(self.context.id)))
+                        references(self.store.experiments(self.context.id), self.config))
 
     def _code(self, experiment: Experiment) -> str:
         """The commit to evaluate (on the executor's thread): built once, then reused."""

@@ -1,10 +1,13 @@
 """Stopping hopeless runs early: Optuna's pruners judge a running experiment's curve against
 the curves of the study's earlier runs, whichever proposer made them.
 
-Each run gets a fresh in-memory Optuna study holding the earlier runs (finished ones as
-complete trials, stopped ones as pruned) and one trial for itself; its values are reported as
-they arrive and the pruner is asked after each. Curves come from the code under test, so they
-can only stop a run, never keep one.
+Each run gets a fresh in-memory Optuna study holding the earlier runs it is judged against
+as complete trials, and one trial for itself; its values are reported as they arrive and the
+pruner is asked after each. Curves come from the code under test, so they can only stop a run,
+never keep one; and only curves ratchet can trust judge others: the baseline's and kept
+experiments', never a discarded or stopped candidate's (four discarded runs printing a perfect
+curve would otherwise stop every real improvement), nor one that claims to have ended better
+than the protected metric says its run did.
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from ratchet.config import PruningConfig
-from ratchet.records import DISCARD, KEEP, PRUNED, Experiment
+from ratchet.config import PruningConfig, TaskConfig
+from ratchet.decide import gain
+from ratchet.records import BASELINE, DISCARD, KEEP, Experiment
 from ratchet.steps import Curve
 
 logging.getLogger("optuna").setLevel(logging.WARNING)
+
+# How much better than its run's protected value a curve may end before it is not believed
+# (relative): a last evaluation on other batches than the final one differs a little.
+AGREEMENT_TOLERANCE = 0.02
 
 
 def make_pruner(config: PruningConfig) -> optuna.pruners.BasePruner:
@@ -41,19 +49,39 @@ def make_pruner(config: PruningConfig) -> optuna.pruners.BasePruner:
 
 @dataclass(frozen=True)
 class Reference:
-    """What a running experiment is compared with: an earlier run's curve and outcome (and
-    nothing else of it: a judge sent to a Ray worker carries these, not whole experiments)."""
+    """What a running experiment is compared with: a trusted earlier run's curve and value
+    (and nothing else of it: a judge sent to a Ray worker carries these, not experiments)."""
 
-    pruned: bool
-    value: float | None
+    value: float
     curve: tuple[tuple[int, float], ...]
 
 
-def references(experiments: Sequence[Experiment]) -> list[Reference]:
-    """The earlier runs a running one is compared with: finished, with a curve."""
-    return [Reference(e.status == PRUNED, e.value, tuple((int(s), v) for s, v in e.curve))
-            for e in experiments if e.curve and (
-                e.status == PRUNED or (e.status in (KEEP, DISCARD) and e.value is not None))]
+def references(experiments: Sequence[Experiment],
+               config: TaskConfig | None = None) -> list[Reference]:
+    """The earlier runs a running one is compared with: the study's latest baseline and its
+    kept experiments, with a curve and a value. With the task's `config`, where the curve is
+    of the metric itself, a curve ending better than its run's protected value is left out."""
+    trusted = [e for e in experiments if e.status == KEEP and e.kind != BASELINE]
+    baselines = [e for e in experiments if e.kind == BASELINE]
+    if baselines:
+        trusted.insert(0, baselines[-1])
+    return [Reference(e.value, tuple((int(s), v) for s, v in e.curve))
+            for e in trusted if e.finished and e.value is not None and e.curve
+            and (config is None or agrees(e, config))]
+
+
+def agrees(experiment: Experiment, config: TaskConfig) -> bool:
+    """Whether a run's curve is consistent with its own protected value: it does not end
+    better than the first run's value (the curve's run) beyond the tolerance. A curve of
+    another quantity than the metric cannot be checked, and passes."""
+    if config.step_metric != config.metric.name or not experiment.curve:
+        return True
+    final = experiment.values[0] if experiment.values else experiment.value
+    if final is None:
+        return False
+    last = experiment.curve[-1][1]
+    scale = max(abs(final), abs(last))
+    return gain(last, final, config.minimize) <= AGREEMENT_TOLERANCE * scale
 
 
 class RunJudge:
@@ -68,8 +96,7 @@ class RunJudge:
             sampler=optuna.samplers.RandomSampler(seed=0))
         for e in self.earlier:
             self.study.add_trial(optuna.trial.create_trial(
-                state=TrialState.PRUNED if e.pruned else TrialState.COMPLETE,
-                value=None if e.pruned else e.value, intermediate_values=dict(e.curve)))
+                state=TrialState.COMPLETE, value=e.value, intermediate_values=dict(e.curve)))
         self.curve = Curve(minimize)
         self.trial = self.study.ask()
 
