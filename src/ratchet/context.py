@@ -58,7 +58,7 @@ class StudyContext:
     def knobs(self) -> dict[str, Knob]:
         """The knobs of the base code; every `[space]` name must be one of them."""
         knobs = self.knobs_in(self.base_sources)
-        catalog.check_space(self.config, knobs)
+        catalog.check_space(self.config, self.base_sources)
         catalog.check_flags(self.config, self.base_sources)
         return knobs
 

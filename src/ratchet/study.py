@@ -111,7 +111,7 @@ def _create(store: Store, git: GitRepo, name: str, proposer: str | None, seed: i
                          "one)")
     config = config_from_text(working, git.root)  # the file's own mistakes are named first
     sources = editable_sources(git, config, base)
-    catalog.check_space(config, catalog.knobs_in(sources, config))
+    catalog.check_space(config, sources)
     catalog.check_flags(config, sources)
     check_read_only(config)
     if not git.has_file(base, TASK_FILE):

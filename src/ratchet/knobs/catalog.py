@@ -3,12 +3,16 @@
 UPPER_CASE module-level constants in every editable Python file are knobs. The files named in
 `[knobs] files` hold knobs of every name: any module-level assignment of a literal in a Python
 file (nanoGPT's `train.py` and `config/*.py`), every scalar key of a YAML, JSON or TOML file.
-A name defined in more than one file belongs to the first file, in path order.
+
+A name defined in more than one file is rewritten where the run takes its value from (`owners`):
+the last config file on the command line that sets it (`python train.py config/x.py` execs it
+after train.py's defaults), else the script the command runs, else the first file in path
+order. A protected file never owns a knob, even where a knob-file glob covers it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ratchet.config import TaskConfig
@@ -16,6 +20,7 @@ from ratchet.errors import UsageError
 from ratchet.flags import FlagsError, flags_in, placeholders
 from ratchet.globs import matches_any
 from ratchet.knobs import datafile
+from ratchet.knobs.command import CommandLine, read_command
 from ratchet.knobs.source import Knob, find_knobs, rewrite_knobs
 
 
@@ -34,12 +39,36 @@ def find_in(path: str, text: str, config: TaskConfig) -> list[Knob]:
 
 
 def knobs_in(sources: Mapping[str, str], config: TaskConfig) -> dict[str, Knob]:
-    """Knobs by name across files; the first definition of a name wins."""
-    knobs: dict[str, Knob] = {}
-    for path in sorted(sources):
-        for knob in find_in(path, sources[path], config):
-            knobs.setdefault(knob.name, knob)
-    return knobs
+    """Knobs by name across files, each in the file the run takes its value from."""
+    return owners(definitions(sources, config), read_command(config.command),
+                  config.protected)
+
+
+def definitions(sources: Mapping[str, str], config: TaskConfig) -> list[Knob]:
+    """Every knob definition of every file, protected ones too, in path order."""
+    return [k for path in sorted(sources) for k in find_in(path, sources[path], config)]
+
+
+def owners(knobs: Iterable[Knob], command: CommandLine,
+           protected: Iterable[str] = ()) -> dict[str, Knob]:
+    """The definition of each name that a rewrite must change: the last config file of the
+    command that sets it, else the command's script, else the first in path order; never a
+    file of `protected`."""
+    protected = tuple(protected)
+    rank = {path: i for i, path in enumerate(command.config_files)}  # later runs later: wins
+    best: dict[str, tuple[tuple[int, int], Knob]] = {}
+    for order, knob in enumerate(knobs):
+        if matches_any(knob.path, protected):
+            continue
+        if knob.path in rank:
+            key = (0, -rank[knob.path])
+        elif knob.path == command.script:
+            key = (1, 0)
+        else:
+            key = (2, order)
+        if knob.name not in best or key < best[knob.name][0]:
+            best[knob.name] = (key, knob)
+    return {name: knob for name, (_, knob) in best.items()}
 
 
 def rewrite(path: str, text: str, values: Mapping[str, Any]) -> str:
@@ -49,13 +78,27 @@ def rewrite(path: str, text: str, values: Mapping[str, Any]) -> str:
     return datafile.rewrite(text, path, values)
 
 
-def check_space(config: TaskConfig, knobs: Mapping[str, Knob]) -> None:
-    """Every `[space]` name must be a knob of the code."""
+def check_space(config: TaskConfig, sources: Mapping[str, str]) -> None:
+    """Every `[space]` name must be a knob a rewrite can change: in an editable file that is
+    not protected, and not fixed on the command line (`--lr=0.1` beats every file)."""
+    command = read_command(config.command)
+    every = definitions(sources, config)
+    knobs = owners(every, command, config.protected)
     for param in config.space:
-        if param.name not in knobs:
-            raise UsageError(f"ratchet.toml: [space].{param.name}: no module-level constant "
-                             "of that name in the editable files, nor a key of the [knobs] "
-                             "files")
+        name = param.name
+        if name in command.overrides:
+            raise UsageError(f"ratchet.toml: [space].{name}: the command sets it "
+                             f"({command.override_text(name)}), which overrides every file: "
+                             "take it off the command line to search it")
+        if name in knobs:
+            continue
+        held = sorted({k.path for k in every if k.name == name})
+        if held:
+            raise UsageError(f"ratchet.toml: [space].{name}: only in {', '.join(held)}, which "
+                             "is protected: ratchet never rewrites a protected file")
+        raise UsageError(f"ratchet.toml: [space].{name}: no module-level constant of that "
+                         "name in the editable, unprotected files, nor a key of the [knobs] "
+                         "files")
 
 
 def check_flags(config: TaskConfig, sources: Mapping[str, str]) -> None:
