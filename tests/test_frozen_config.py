@@ -1,4 +1,6 @@
-"""A study's task file is frozen when it starts: its rules cannot change under it."""
+"""A study's task file is frozen when it starts: its rules cannot change under it once it has
+kept a result. A study that never kept one (its baseline failed) is bound by nothing: under a
+changed, committed task file it starts again from the checkout."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +11,7 @@ from conftest import commit_all, git
 from ratchet.cli import main
 from ratchet.config import changed_keys, read_toml
 from ratchet.errors import UsageError
+from ratchet.records import Driver
 from ratchet.store.database import Store, default_url
 from ratchet.study import open_study
 
@@ -49,13 +52,78 @@ def test_flipped_goal_on_a_resumed_study_is_refused_and_nothing_changes(
     edit_task_file(repo, 'goal = "minimize"', 'goal = "maximize"')
     code, err = run(repo, capsys, "--max-experiments", "6")
     assert code == 2 and len(err.splitlines()) == 1
-    assert "metric.goal" in err and "--study NEW_NAME" in err and "tpe-1" in err
-    # committing the change does not make it the study's: still refused
+    assert "metric.goal" in err and "tpe-1" in err
+    assert "commit it (git add ratchet.toml && git commit), then" in err
+    assert "`ratchet run --study NEW_NAME ...`" in err
+    # committing the change does not make it the study's: still refused, naming the command
     commit_all(repo, "maximize")
     code, err = run(repo, capsys, "--max-experiments", "6")
-    assert code == 2 and "metric.goal" in err
+    assert code == 2 and "metric.goal" in err and "commit it" not in err
+    assert "`ratchet run --study NEW_NAME ...`" in err
     assert experiments(repo) == before
     assert git(repo, "rev-parse", "ratchet/tpe-1") == branch
+
+
+def failed_baseline(make_repo: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> Path:
+    """A study whose baseline crashed: the command names a script that is not there."""
+    repo = make_repo("quadratic", replace={"ratchet.toml": ('command = "python objective.py"',
+                                                            'command = "python missing.py"')})
+    code, err = run(repo, capsys, "--max-experiments", "3")
+    assert code != 0 and "the unmodified baseline failed (crash" in err
+    assert experiments(repo) == [(0, "crash", None)]
+    return repo
+
+
+def test_a_study_whose_baseline_failed_starts_again_under_the_fixed_task_file(
+        make_repo: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    repo = failed_baseline(make_repo, capsys)
+    old_base = git(repo, "rev-parse", "HEAD").strip()
+    edit_task_file(repo, "python missing.py", "python objective.py")
+    commit_all(repo, "run the right script")
+    head = git(repo, "rev-parse", "HEAD").strip()
+
+    assert main(["run", "--repo", str(repo), "--plain", "--seed", "0",
+                 "--max-experiments", "2"]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "starts again" in line]
+    assert len(said) == 1 and "never kept a result" in said[0] and "task.command" in said[0]
+    assert head[:10] in said[0] and "#0 crash" in said[0]
+    store = Store(default_url(repo))
+    (study,) = store.studies()
+    assert study.name == "tpe-1" and study.base_commit == head
+    assert study.config == (repo / "ratchet.toml").read_text()
+    assert study.id is not None
+    failed, baseline = store.experiments(study.id)[:2]
+    store.close()
+    assert (failed.number, failed.status, failed.commit) == (0, "crash", old_base)  # as it was
+    assert (baseline.kind, baseline.status, baseline.commit) == ("baseline", "keep", head)
+    assert git(repo, "merge-base", "--is-ancestor", head, "ratchet/tpe-1") == ""
+    assert open_study(repo, "tpe-1").config.command == "python objective.py"
+
+
+def test_a_restart_waits_for_a_committed_file_and_for_other_drivers(
+        make_repo: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    repo = failed_baseline(make_repo, capsys)
+    branch = git(repo, "rev-parse", "ratchet/tpe-1")
+    edit_task_file(repo, "python missing.py", "python objective.py")
+    code, err = run(repo, capsys, "--max-experiments", "2")
+    assert code == 2 and "uncommitted changes (task.command): commit them first" in err
+
+    commit_all(repo, "run the right script")
+    store = Store(default_url(repo))
+    (study,) = store.studies()
+    assert study.id is not None
+    driver = store.register_driver(Driver(study_id=study.id, host="elsewhere", pid=4242,
+                                          executor="local", slots=1))
+    code, err = run(repo, capsys, "--max-experiments", "2")
+    assert code == 2 and "being run by another driver (pid 4242)" in err
+    assert store.get_study("tpe-1") == study and experiments(repo) == [(0, "crash", None)]
+    assert git(repo, "rev-parse", "ratchet/tpe-1") == branch
+
+    assert driver.id is not None
+    store.stop_driver(driver.id, "done")
+    store.close()
+    code, _ = run(repo, capsys, "--max-experiments", "2")
+    assert code == 0 and [row[:2] for row in experiments(repo)][:2] == [(0, "crash"), (1, "keep")]
 
 
 def test_the_study_runs_by_its_frozen_file_and_a_new_study_takes_the_new_one(
@@ -107,7 +175,7 @@ def test_a_space_error_leaves_no_study_behind(
 
 
 def test_a_study_from_before_freezing_freezes_its_base_commits_file(repo: Path) -> None:
-    open_study(repo, "old")
+    open_study(repo, "old").run(max_experiments=1)  # its baseline kept: its rules are fixed
     store = Store(default_url(repo))
     base_text = (repo / "ratchet.toml").read_text()
     with store.engine.begin() as conn:  # as a study recorded before migration 0006

@@ -37,7 +37,7 @@ from ratchet.execute.workspace import study_branch
 from ratchet.knobs import catalog
 from ratchet.proposers import IMPORTED, PatchProposer, Proposer, create_proposer
 from ratchet.proposers import check_proposer_name as _check_proposer_name
-from ratchet.records import TRY, Driver, Experiment, StudyRecord
+from ratchet.records import KEEP, TRY, Driver, Experiment, StudyRecord
 from ratchet.store.database import STATE_DIR, Store, default_url, sqlite_files
 
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse", "ceph", "glusterfs",
@@ -114,6 +114,16 @@ def _create(store: Store, git: GitRepo, name: str, proposer: str | None, seed: i
     catalog.check_space(config, sources)
     catalog.check_flags(config, sources)
     check_read_only(config)
+    text = _committed_task_file(git, base, working)
+    return store.get_or_create_study(StudyRecord(
+        name=name, task=config.name, repo_root=str(git.root), base_commit=base,
+        proposer=proposer or "tpe", seed=seed, rule=config.decision.rule, settings=settings,
+        config=text))
+
+
+def _committed_task_file(git: GitRepo, base: str, working: str) -> str:
+    """The task file committed at `base`, which must be the checkout's `working` one: a study
+    runs by the committed file, never an edit lying around."""
     if not git.has_file(base, TASK_FILE):
         raise UsageError(f"{TASK_FILE} is not committed: a study runs by the committed task "
                          f"file (git add {TASK_FILE} && git commit)")
@@ -122,10 +132,7 @@ def _create(store: Store, git: GitRepo, name: str, proposer: str | None, seed: i
     if changed:
         raise UsageError(f"{TASK_FILE} has uncommitted changes ({changed}): commit them first; "
                          "a study runs by the committed task file")
-    return store.get_or_create_study(StudyRecord(
-        name=name, task=config.name, repo_root=str(git.root), base_commit=base,
-        proposer=proposer or "tpe", seed=seed, rule=config.decision.rule, settings=settings,
-        config=text))
+    return text
 
 
 def task_file_changes(reference: str, other: str) -> str | None:
@@ -183,8 +190,12 @@ class Study:
 
     def __init__(self, store: Store, record: StudyRecord, config: TaskConfig,
                  repo: GitRepo) -> None:
-        self.context = StudyContext(store, record, config, repo)
-        self.store, self.record, self.config, self.repo = store, record, config, repo
+        self.store, self.repo = store, repo
+        self._bind(record, config)
+
+    def _bind(self, record: StudyRecord, config: TaskConfig) -> None:
+        self.context = StudyContext(self.store, record, config, self.repo)
+        self.record, self.config = record, config
 
     @property
     def name(self) -> str:
@@ -223,7 +234,9 @@ class Study:
         if parallel < 1:
             raise UsageError("--parallel must be at least 1")
         reporter = reporter or SilentReporter()
-        self.check_task_file()
+        restarted = self.check_task_file()
+        if restarted:
+            reporter.message(restarted)
         check_concurrency(self.store)
         proposer = proposer or create_proposer(self.context)
         if not self.repo.has_commit(self.record.base_commit):
@@ -247,17 +260,49 @@ class Study:
                         heartbeat_s=heartbeat_s, stale_after_s=stale_after_s, driver=driver)
         return engine.run()
 
-    def check_task_file(self) -> None:
-        """Refuse to go on when the checkout's task file is not the one the study froze."""
+    def check_task_file(self) -> str | None:
+        """Refuse to go on when the checkout's task file is not the one the study froze, unless
+        the study never kept a result: nothing measured binds it, so it starts again from the
+        checkout under the committed file. The message saying it did, if it did."""
         working = _checkout_task_file(self.repo)
         if working is None or self.record.config is None:
-            return
+            return None
         changed = task_file_changes(self.record.config, working)
-        if changed:
+        if not changed:
+            return None
+        if any(e.status == KEEP for e in self.experiments()):
+            commit = "" if self._committed(working) else \
+                f"commit it (git add {TASK_FILE} && git commit), then "
             raise UsageError(
                 f"{TASK_FILE} differs from the one study {self.name!r} started with "
-                f"({changed}): a study's rules are fixed; restore the file, or "
-                "commit it and start a new study with --study NEW_NAME")
+                f"({changed}): a study that kept a result keeps its rules; restore the file "
+                f"to resume it, or {commit}start a new study under it with "
+                "`ratchet run --study NEW_NAME ...`")
+        return self._restart(working, changed)
+
+    def _committed(self, working: str) -> bool:
+        head = self.repo.head()
+        return self.repo.has_file(head, TASK_FILE) and \
+            task_file_changes(self.repo.read_file(head, TASK_FILE), working) is None
+
+    def _restart(self, working: str, changed: str) -> str:
+        """Start again from the checkout's commit under its task file: the record keeps what
+        was run, the branch moves to the new base, and a new baseline will be measured."""
+        base = self.repo.head()
+        text = _committed_task_file(self.repo, base, working)
+        config = config_from_text(text, self.repo.root)
+        self.store.reclaim_stale(self.id, STALE_AFTER_S)
+        record = self.store.restart_study(self.id, base, text, config.name,
+                                          config.decision.rule)
+        self.repo.update_ref(f"refs/heads/{study_branch(self.name)}", base)
+        self._bind(record, config)
+        before = self.experiments()
+        listed = ", ".join(f"#{e.number} {e.status}" for e in before[:3]) + \
+            (", …" if len(before) > 3 else "")
+        earlier = f"; its earlier experiments ({listed}) stay in its record" if before else ""
+        return (f"study {self.name!r} never kept a result, so {TASK_FILE}'s changes "
+                f"({changed}) do not bind it: it starts again from commit {base[:10]}, "
+                f"branch {study_branch(self.name)} with it{earlier}; a new baseline is measured")
 
     def try_patch(self, patch: str, description: str = "user patch",
                   reporter: Reporter | None = None, onto_base: bool = False) -> Experiment:

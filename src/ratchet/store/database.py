@@ -30,6 +30,7 @@ from ratchet.records import (
     PENDING,
     RUNNING,
     UNFINISHED,
+    VOID,
     WAITING,
     Driver,
     Experiment,
@@ -327,6 +328,35 @@ class Store:
                             .values(config=text))
             return session.scalars(sa.select(_StudyRow.config)
                                    .where(_StudyRow.id == study_id)).one()
+
+    def restart_study(self, study_id: int, base_commit: str, config: str, task: str,
+                      rule: str) -> StudyRecord:
+        """Start a study that never kept a result again, from `base_commit` under the task file
+        `config`, in one transaction: its finished experiments stay as they were, unfinished
+        ones are voided (they belong to the old base). A UsageError, changing nothing, when it
+        kept one or a driver still runs it."""
+        with self._session() as session:
+            _lock_study(session, study_id)
+            row = session.get_one(_StudyRow, study_id)
+            rows = list(session.scalars(sa.select(_ExperimentRow).where(
+                _ExperimentRow.study_id == study_id)))
+            kept = next((e.number for e in rows if e.status == KEEP), None)
+            if kept is not None:
+                raise UsageError(f"study {row.name!r} kept experiment {kept}: its rules are "
+                                 "fixed")
+            live = session.scalars(sa.select(_DriverRow.pid).where(
+                _DriverRow.study_id == study_id, _DriverRow.stopped_at.is_(None))).first()
+            if live is not None:
+                raise UsageError(f"study {row.name!r} is being run by another driver (pid "
+                                 f"{live}): stop it before changing the study's task file")
+            for experiment in rows:
+                if experiment.status in UNFINISHED:
+                    experiment.status, experiment.driver_id = VOID, None
+                    experiment.reason = f"the study restarted from commit {base_commit[:10]}"
+                    experiment.finished_at = _now()
+            row.base_commit, row.config, row.task, row.rule = base_commit, config, task, rule
+            row.sigma = None
+            return _study(row)
 
     def set_sigma(self, study_id: int, sigma: float) -> None:
         with self._session() as session:
