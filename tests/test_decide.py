@@ -84,8 +84,9 @@ def test_the_uncertainty_of_sigma_is_priced_in() -> None:
 
 
 def test_a_lucky_fixed_seed_confirmed_by_itself_is_not_a_discovery() -> None:
-    """Code that fixes its seed repeats one draw: eight identical runs are one run, and they
-    must not talk the study's noise down either."""
+    """Code that fixes its seed repeats one draw: eight identical runs confirm nothing, and
+    they must not talk the study's noise down either. In a study that shows noise, runs that
+    do not vary with their seeds are never kept, however far ahead they are."""
     rng = random.Random(3)
     others = [[rng.gauss(0.0, 1.0) for _ in range(4)] for _ in range(7)]
     baseline = [rng.gauss(0.0, 1.0) for _ in range(8)]
@@ -93,12 +94,13 @@ def test_a_lucky_fixed_seed_confirmed_by_itself_is_not_a_discovery() -> None:
     with_it = pooled_noise([*others, baseline, lucky_seed])
     assert with_it == pooled_noise([*others, baseline])  # left out of the noise
     d = decide(lucky_seed, baseline, True, NOISE_AWARE, with_it)
-    assert d.verdict == DISCARD and "count as one draw" in d.reason
+    assert d.verdict == DISCARD and "did not vary with their seeds" in d.reason
+    assert d.p_value is None  # no test: one draw repeated confirms nothing
     naive = Noise(with_it.sigma, with_it.df)  # what counting its runs as eight would give:
     t_naive = d.gain / (naive.sigma * (2 / 8) ** 0.5)
     assert stats.t.sf(t_naive, naive.df) < 0.05  # ... a keep
-    real = [statistics.fmean(baseline) - 6.0] * 8  # a deterministic change that is real
-    assert decide(real, baseline, True, NOISE_AWARE, with_it).verdict == KEEP
+    far = [statistics.fmean(baseline) - 6.0] * 8  # six σ ahead, still one draw
+    assert decide(far, baseline, True, NOISE_AWARE, with_it).verdict == DISCARD
 
 
 def test_a_deterministic_task_has_no_noise_and_keeps_any_gain() -> None:

@@ -55,6 +55,9 @@ class DecisionConfig:
     baseline_runs: int = 4
     max_runs: int = 8
     alpha: float = 0.05  # the test's false-accept rate for one candidate
+    # The task says its value depends on nothing random: a baseline whose repeated runs
+    # repeat one value is noise-free, with no question asked about hard-coded seeds.
+    deterministic: bool = False
 
 
 PRUNERS = ("none", "median", "percentile", "halving", "hyperband", "wilcoxon")
@@ -159,6 +162,9 @@ class TaskConfig:
     compute_usd_per_hour: float = 0.0
     space: tuple[Param, ...] = ()
     knob_files: tuple[str, ...] = ()  # files whose every setting is a knob (see ratchet.knobs)
+    # Files whose hard-coded seeds ratchet rewrites to each run's RATCHET_SEED, in the run's
+    # own copy of the code only (ratchet.knobs.seeds)
+    seed_files: tuple[str, ...] = ()
     flags_file: str | None = None  # a knob file that fills the command's {name} placeholders
     agent: AgentConfig = field(default_factory=AgentConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
@@ -220,7 +226,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
     reader = _Reader(file_name)
     reader.only_sections(data, {"task", "metric", "holdout", "decision", "cost", "space",
                                 "agent", "sandbox", "resources", "knobs", "pruning",
-                                "fidelity"})
+                                "fidelity", "seeds"})
     task = reader.section(data, "task", required=True)
     reader.only_keys(task, "task", {"name", "editable", "protected", "hidden", "command",
                                      "evaluate", "predict", "timeout", "budget", "budget_grace",
@@ -257,6 +263,7 @@ def parse_config(data: dict[str, Any], root: Path, file_name: str = TASK_FILE) -
         compute_usd_per_hour=_parse_cost(reader, reader.section(data, "cost")),
         space=_parse_space(reader, reader.section(data, "space")),
         **_parse_knobs(reader, reader.section(data, "knobs"), editable),
+        seed_files=_parse_seeds(reader, reader.section(data, "seeds"), protected),
         agent=agent,
         sandbox=_parse_sandbox(reader, reader.section(data, "sandbox")),
         resources=_parse_resources(reader, reader.section(data, "resources")),
@@ -347,6 +354,22 @@ def _parse_knobs(reader: _Reader, section: dict[str, Any],
 DATA_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
 
 
+def _parse_seeds(reader: _Reader, section: dict[str, Any],
+                 protected: tuple[str, ...]) -> tuple[str, ...]:
+    """`[seeds] files`: Python files whose hard-coded seeds each run gets as its own. ratchet
+    rewrites them in the run's copy, so a protected file (whose bytes are checked, and whose
+    behaviour the task relies on) is never one of them."""
+    reader.only_keys(section, "seeds", {"files"})
+    files = reader.globs(section, "seeds", "files")
+    for pattern in files:
+        if not pattern.endswith(".py"):
+            reader.fail("seeds", "files", f"{pattern!r}: seeds are found in Python files (.py)")
+        if matches_any(pattern, protected):
+            reader.fail("seeds", "files", f"{pattern!r} is protected: ratchet never rewrites "
+                        "a protected file")
+    return files
+
+
 def _check_knob_file(reader: _Reader, key: str, pattern: str, editable: tuple[str, ...],
                      suffixes: tuple[str, ...]) -> None:
     if not matches_any(pattern, editable):
@@ -407,7 +430,8 @@ def _parse_metric(reader: _Reader, section: dict[str, Any]) -> MetricConfig:
 
 
 def _parse_decision(reader: _Reader, section: dict[str, Any]) -> DecisionConfig:
-    reader.only_keys(section, "decision", {"rule", "baseline_runs", "max_runs", "alpha"})
+    reader.only_keys(section, "decision", {"rule", "baseline_runs", "max_runs", "alpha",
+                                           "deterministic"})
     rule = reader.string(section, "decision", "rule") or "noise-aware"
     if rule not in RULES:
         reader.fail("decision", "rule", f"must be 'noise-aware' or 'greedy', got {rule!r}")
@@ -419,6 +443,7 @@ def _parse_decision(reader: _Reader, section: dict[str, Any]) -> DecisionConfig:
         baseline_runs=baseline_runs if rule == "noise-aware" else 1,
         max_runs=reader.integer(section, "decision", "max_runs", default=8, low=1),
         alpha=_alpha(reader, section),
+        deterministic=reader.boolean(section, "decision", "deterministic", default=False),
     )
 
 

@@ -6,20 +6,24 @@ executors and the proposers see this and nothing above it.
 
 from __future__ import annotations
 
+import ast
 import os
-from collections.abc import Mapping
+import shlex
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ratchet.config import TaskConfig
-from ratchet.errors import PatchRejected, UsageError
+from ratchet.errors import ConfigError, PatchRejected, UsageError
 from ratchet.execute.evaluate import Evaluator
 from ratchet.execute.gitrepo import GitRepo
 from ratchet.execute.sandbox import Launcher, launcher_for
 from ratchet.execute.workspace import Candidate, CandidateBuilder, one_line, study_branch
+from ratchet.globs import matches_any
 from ratchet.knobs import catalog
 from ratchet.knobs.scope import OUTSIDE, classify
+from ratchet.knobs.seeds import SeedSite, find_seeds, only_seeds_differ
 from ratchet.knobs.source import Knob
 from ratchet.records import Experiment, StudyRecord
 from ratchet.store.database import STATE_DIR, Store, sqlite_files
@@ -88,10 +92,13 @@ class StudyContext:
                                                 experiment.number)
             old = self.base_sources if parent == self.record.base_commit else \
                 self.sources_at(parent)
-            scope = classify({p: old.get(p) for p in files}, dict(files), self._space_names())
-            return candidate, scope
+            before = {p: old.get(p) for p in files}
+            _refuse_seed_only(before, dict(files))
+            return candidate, classify(before, dict(files), self._space_names())
         candidate = self.builder.from_patch(parent, experiment.diff, experiment.description,
                                             experiment.number)
+        before, after = self._changed_texts(candidate.parent, candidate.commit)
+        _refuse_seed_only(before, after)
         return candidate, self.scope_of(candidate.parent, candidate.commit)
 
     def materialize(self, commit: str) -> str:
@@ -113,6 +120,14 @@ class StudyContext:
 
     def scope_of(self, parent: str, commit: str) -> str:
         """IN when only values of `[space]` knobs changed, else OUTSIDE (parsed-code check)."""
+        old, new = self._changed_texts(parent, commit)
+        if any(text is None for text in (*old.values(), *new.values())):
+            return OUTSIDE  # a file added, removed, or not text
+        return classify(old, new, self._space_names())
+
+    def _changed_texts(self, parent: str, commit: str
+                       ) -> tuple[dict[str, str | None], dict[str, str | None]]:
+        """The changed files' texts before and after (None: absent on that side, or binary)."""
         old: dict[str, str | None] = {}
         new: dict[str, str | None] = {}
         for change in self.repo.changes(parent, commit):
@@ -120,12 +135,54 @@ class StudyContext:
                 self.repo.read_text(parent, change.path)
             new[change.path] = None if change.status == "D" else \
                 self.repo.read_text(commit, change.path)
-            if old[change.path] is None or new[change.path] is None:
-                return OUTSIDE  # a file added, removed, or not text
-        return classify(old, new, self._space_names())
+        return old, new
 
     def _space_names(self) -> list[str]:
         return [p.name for p in self.config.space]
+
+    # seeds
+
+    @cached_property
+    def varied_seeds(self) -> list[SeedSite]:
+        """The hard-coded seeds of the base code that every run gets as its own RATCHET_SEED:
+        those of the `[seeds] files`, which never include a protected file."""
+        return self._seeds_in(self._python_files(self.config.seed_files))
+
+    @cached_property
+    def fixed_seeds(self) -> list[SeedSite]:
+        """Hard-coded seeds of the base code that its runs may use: in the scripts the command
+        runs (first, protected or not), then in the editable Python files."""
+        scripts = [p for p in command_scripts(self.config.command)
+                   if p in self._base_files]
+        return self._seeds_in([*scripts, *(p for p in self._python_files(self.config.editable)
+                                           if p not in scripts)])
+
+    def seed_fix(self, site: SeedSite) -> str | None:
+        """The `[seeds] files` entry that would vary `site` (none for a protected file)."""
+        return None if matches_any(site.path, self.config.protected) else site.path
+
+    def check_seed_files(self) -> None:
+        """No file the `[seeds] files` globs match at the base commit may be protected."""
+        for path in self._python_files(self.config.seed_files, protected_too=True):
+            if matches_any(path, self.config.protected):
+                raise ConfigError(f"ratchet.toml: [seeds].files: {path} is protected: ratchet "
+                                  "never rewrites a protected file")
+
+    @cached_property
+    def _base_files(self) -> list[str]:
+        return self.repo.list_files(self.record.base_commit)
+
+    def _python_files(self, patterns: Iterable[str], protected_too: bool = False) -> list[str]:
+        patterns = tuple(patterns)
+        return [p for p in self._base_files if p.endswith(".py") and matches_any(p, patterns)
+                and (protected_too or not matches_any(p, self.config.protected))]
+
+    def _seeds_in(self, paths: Iterable[str]) -> list[SeedSite]:
+        sites = []
+        for path in paths:
+            text = self.repo.read_text(self.record.base_commit, path)
+            sites += find_seeds(text, path) if text is not None else []
+        return sites
 
     # the study's branch
 
@@ -200,6 +257,34 @@ class StudyContext:
             except (ValueError, KeyError, RecursionError, MemoryError) as exc:
                 raise PatchRejected(f"cannot set knobs in {path}: {one_line(exc)}") from None
         return files
+
+
+def command_scripts(command: str | None) -> list[str]:
+    """The Python files a command names (`python train.py config/x.py` names both)."""
+    try:
+        tokens = shlex.split(command or "")
+    except ValueError:  # unbalanced quotes: the shell would refuse it too
+        return []
+    return [os.path.normpath(t) for t in tokens if t.endswith(".py") and not t.startswith("-")]
+
+
+def _refuse_seed_only(old: Mapping[str, str | None], new: Mapping[str, str | None]) -> None:
+    """A change whose only differences are seed values is void: whoever proposed it, a lucky
+    seed is no discovery. Comments and formatting beside it do not make it anything else."""
+    if not old or any(old[p] is None or new.get(p) is None or not p.endswith(".py")
+                      for p in old):
+        return
+    reseeded = [p for p in old if only_seeds_differ(old[p] or "", new[p] or "", p)]
+    if reseeded and all(p in reseeded or _same_code(old[p] or "", new[p] or "") for p in old):
+        raise PatchRejected(f"changes nothing but seed values ({', '.join(reseeded)})")
+
+
+def _same_code(old: str, new: str) -> bool:
+    """Two sources that parse to the same tree (comments and formatting aside)."""
+    try:
+        return ast.dump(ast.parse(old)) == ast.dump(ast.parse(new))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
 
 
 def check_read_only(config: TaskConfig) -> None:

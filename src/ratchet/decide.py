@@ -14,8 +14,13 @@ false-accept rate `alpha` the user sets:
 - the best is the mean of its runs, and it is measured again when it has fewer runs than the
   challenger, so a lucky first measurement of the best does not stand for long;
 - the test: t = gain / (σ √(1/n_candidate + 1/n_best)), kept when p < alpha;
-- runs that repeat one value while the study shows noise (code that fixed its own seed) count
-  as one draw, for the test and for the noise: a lucky seed confirmed by itself proves nothing.
+- runs that repeat one draw while the study shows noise (code that fixed its own seed, perhaps
+  with a jitter on top) prove nothing: such a candidate is discarded, and such a group does not
+  talk the pooled noise down;
+- a baseline whose repeated runs all give one value is judged by `baseline_verdict`: noise-free
+  only when the task says so, when the seeds ratchet varies make no difference, or when no
+  hard-coded seed is found; a seed found in the code stops the study, since the noise across
+  seeds is then invisible and a lucky seed would pass for a gain.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ RERUN = "rerun"  # not a status: measure the candidate once more
 # it would rarely pass, and re-running it is what costs. Chosen with benchmarks/noise.py.
 FUTILITY_T = 0.5
 REPEAT_FRACTION = 0.1  # runs spread below this share of σ: one draw repeated (a fixed seed)
+# Runs whose variance is this improbably far below σ² (chi-square's lower tail, n - 1 degrees
+# of freedom) repeat one draw too: a fixed seed with a jitter added to pass for noise.
+REPEAT_P = 0.01
 REMEASURE = "remeasure"  # not a status: measure the best once more, then judge again
 
 
@@ -88,14 +96,70 @@ def _pool(groups: Sequence[Sequence[float]]) -> Noise:
 
 
 def _repeats_one_draw(values: Sequence[float], noise: Noise) -> bool:
-    """Runs that spread less than a tenth of the study's noise repeat one draw."""
-    return len(values) >= 2 and noise.sigma > 0 and \
-        statistics.pstdev(values) < REPEAT_FRACTION * noise.sigma
+    """Runs that spread less than a tenth of the study's noise, or whose variance is
+    significantly below the noise's, repeat one draw: they did not vary as independent runs
+    do, whatever seeds they were given."""
+    if len(values) < 2 or noise.sigma <= 0:
+        return False
+    return statistics.pstdev(values) < REPEAT_FRACTION * noise.sigma or \
+        _too_steady(values, noise.sigma)
+
+
+def _too_steady(values: Sequence[float], sigma: float) -> bool:
+    """The chi-square test's lower tail: (n - 1) s² / σ² this small has p < REPEAT_P."""
+    from scipy.special import gammainc  # the chi-square CDF; scipy only when noise is seen
+
+    df = len(values) - 1
+    ratio = statistics.stdev(values) / sigma
+    statistic = df * ratio * ratio  # products, not powers: an extreme ratio is inf, no error
+    return float(gammainc(df / 2, statistic / 2)) < REPEAT_P
 
 
 def effective_runs(values: Sequence[float], noise: Noise) -> int:
     """How many independent draws `values` are: one, when they repeat one draw."""
     return 1 if _repeats_one_draw(values, noise) else len(values)
+
+
+@dataclass(frozen=True)
+class BaselineVerdict:
+    """Whether a baseline whose runs all gave one value may be kept as noise-free, and what
+    to tell the user about it (None: nothing to tell)."""
+
+    keep: bool
+    message: str | None = None
+
+
+def baseline_verdict(values: Sequence[float], deterministic: bool, varied: Sequence[str],
+                     fixed: Sequence[str], fix: str | None = None) -> BaselineVerdict:
+    """The baseline's runs as evidence of noise. Runs that differ, or a task that declares
+    itself deterministic, need nothing said. Runs that all repeat one value are noise-free only
+    when ratchet varied the run's seeds (`varied`: the sites it rewrote) and the value did not
+    move, or when no hard-coded seed is found (`fixed`: the sites found, the first named): a
+    fixed seed hides the noise across seeds, and a lucky seed would then pass for a gain, so
+    the study stops there. `fix` is the `[seeds] files` entry that would vary the first."""
+    if deterministic or len(values) < 2 or len(set(values)) > 1:
+        return BaselineVerdict(keep=True)
+    said = f"the baseline's {len(values)} runs all gave {values[0]:.6g}"
+    if varied:
+        return BaselineVerdict(keep=True, message=(
+            f"{said} although each had its own seed at {_sites(varied)}: its value does not "
+            "depend on the seeds ratchet varies, so the study is treated as deterministic "
+            "(any gain is kept at once)"))
+    if fixed:
+        seeds_fix = f'[seeds] files = ["{fix}"] (ratchet varies it per run), ' if fix else ""
+        return BaselineVerdict(keep=False, message=(
+            f"{said}, and {_sites(fixed)} fixes the seed: the noise across seeds is invisible, "
+            "so a gain could not be told from a lucky seed; fix: "
+            f"{seeds_fix}read RATCHET_SEED in the code, or declare "
+            "[decision] deterministic = true"))
+    return BaselineVerdict(keep=True, message=(
+        f"{said} and no hard-coded seed was found: treated as deterministic (any gain is kept "
+        "at once); say [decision] deterministic = true in ratchet.toml to make it explicit"))
+
+
+def _sites(sites: Sequence[str]) -> str:
+    more = len(sites) - 1
+    return sites[0] + (f" (and {more} more)" if more > 0 else "")
 
 
 def gain(value: float, best: float, minimize: bool) -> float:
@@ -136,6 +200,12 @@ def _noise_aware(facts: dict[str, Any], values: Sequence[float], best_values: Se
                                    "not worth confirming")
         return Decision(verdict=RERUN, **facts,
                         reason=f"looks better after {runs} run(s): confirming with another run")
+    if _repeats_one_draw(values, noise):  # on all its runs, where a keep is decided
+        spread = statistics.pstdev(values)
+        return Decision(verdict=DISCARD, **facts,
+                        reason=f"its {runs} runs repeat one draw (spread {spread:.3g} against "
+                               f"the noise σ {noise.sigma:.3g}): they did not vary with their "
+                               "seeds, so they confirm nothing")
     if best_runs < runs and can_remeasure:
         return Decision(verdict=REMEASURE, **facts,
                         reason=f"the best has {best_runs} run(s), the candidate {runs}: "
@@ -145,14 +215,12 @@ def _noise_aware(facts: dict[str, Any], values: Sequence[float], best_values: Se
     p = float(stats.t.sf(t, noise.df))
     test = {"test": "one-sided Student's t, pooled σ", "statistic": t, "p_value": p,
             "alpha": rule.alpha}
-    one_draw = " (its runs repeat one value: they count as one draw)" \
-        if effective_runs(values, noise) == 1 < runs else ""
     if p < rule.alpha:
         return Decision(verdict=KEEP, **facts, **test,
-                        reason=f"gain holds over {runs} runs{one_draw}: p = {p:.3g} < alpha "
+                        reason=f"gain holds over {runs} runs: p = {p:.3g} < alpha "
                                f"{rule.alpha:g}")
     return Decision(verdict=DISCARD, **facts, **test,
-                    reason=f"gain within the noise over {runs} runs{one_draw}: p = {p:.3g} >= "
+                    reason=f"gain within the noise over {runs} runs: p = {p:.3g} >= "
                            f"alpha {rule.alpha:g}")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import queue
+import secrets
 import signal
 import socket
 import threading
@@ -28,7 +29,15 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from ratchet.context import StudyContext
-from ratchet.decide import REMEASURE, RERUN, Noise, decide, pooled_noise
+from ratchet.decide import (
+    REMEASURE,
+    RERUN,
+    BaselineVerdict,
+    Noise,
+    baseline_verdict,
+    decide,
+    pooled_noise,
+)
 from ratchet.errors import RatchetError, UsageError
 from ratchet.execute.evaluate import PREDICT_CPU, RunResult, derived_predict_budget
 from ratchet.execute.executor import LOST, Executor, Job
@@ -46,6 +55,7 @@ from ratchet.records import (
     PRUNED,
     RUNNING,
     UNFINISHED,
+    VOID,
     WAITING,
     Driver,
     Experiment,
@@ -57,6 +67,9 @@ HEARTBEAT_S = 5.0
 # because a driver busy in a long proposal (an agent's episode) still heartbeats from a thread.
 STALE_AFTER_S = 60.0
 VIEW_REFRESH_S = 1.0
+# Each run's RATCHET_SEED is drawn below this: every seeding API takes it (NumPy's legacy seed
+# wants less than 2**32), with room for the offsets code adds (`1337 + seed_offset`).
+SEED_LIMIT = 2**31
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,8 @@ class _Verdicts:
     closed: list[Experiment] = field(default_factory=list)
     kept: list[tuple[Experiment, Experiment]] = field(default_factory=list)  # (new, previous)
     baseline_failed: Experiment | None = None
+    baseline_repeats: Experiment | None = None  # its runs hide the noise behind a fixed seed
+    messages: list[str] = field(default_factory=list)  # said once the verdicts are committed
 
 
 class Engine:
@@ -224,6 +239,7 @@ class Engine:
                 self.reporter.message(f"resuming: experiment {experiment.number} was "
                                       "interrupted, running it again")
         context = self.context
+        context.check_seed_files()
         baseline = self.store.ensure_baseline(Experiment(
             study_id=context.id, number=0, kind=BASELINE, parent_commit=context.record.base_commit,
             commit=context.record.base_commit, description="baseline",
@@ -351,11 +367,13 @@ class Engine:
     def _submit(self, experiment: Experiment) -> None:
         env = {"RATCHET_STUDY": self.context.name, "RATCHET_EXPERIMENT": str(experiment.number)}
         horizon = self._horizon(experiment)
+        # Every run its own seed, drawn so that no proposer can know it ahead (ratchet.knobs.seeds)
         job = Job(number=experiment.number, code=lambda: self._code(experiment),
                   log=Path(experiment.log_path or self._log_path(experiment.number)), env=env,
                   on_start=lambda pgid: self._run_started(experiment, pgid),
                   monitor=None if horizon < 1.0 else self._run_judge(experiment),
-                  horizon=horizon, predict_budget_s=self._predict_budget(experiment))
+                  horizon=horizon, predict_budget_s=self._predict_budget(experiment),
+                  seed=secrets.randbelow(SEED_LIMIT))
         self.in_flight[self.executor.submit(job)] = experiment
 
     def _horizon(self, experiment: Experiment) -> float:
@@ -472,8 +490,12 @@ class Engine:
             self.context.advance_branch(kept, previous)
         for closed in verdicts.closed:
             self._closed(closed)
+        for message in verdicts.messages:
+            self.reporter.message(message)
         if verdicts.baseline_failed is not None:
             self._baseline_failed(verdicts.baseline_failed)
+        if verdicts.baseline_repeats is not None:
+            self._baseline_repeats(verdicts.baseline_repeats)
 
     def _promotion(self, experiment: Experiment, result: RunResult,
                    rivals: list[Experiment]) -> Promotion | None:
@@ -508,7 +530,7 @@ class Engine:
         if promotion is not None:
             self._screened(tx, experiment, promotion, verdicts)
             return verdicts
-        experiment.values = [*experiment.values, result.value]
+        _add_run(experiment, result)
         experiment.secondary = {**experiment.secondary, **result.secondary}
         if result.holdout is not None:
             experiment.holdout = result.holdout
@@ -540,13 +562,35 @@ class Engine:
             return
         noise = self._noise(tx, experiment)
         experiment.value = sum(experiment.values) / len(experiment.values)
-        experiment.status = KEEP
+        steady = self._repeated_baseline(experiment.values)
+        reason = f"baseline measured {len(experiment.values)} time(s)"
         experiment.decision = {"rule": self.config.decision.rule, "sigma": noise.sigma,
-                               "df": noise.df, "runs": len(experiment.values), "verdict": KEEP,
-                               "reason": f"baseline measured {len(experiment.values)} time(s)"}
+                               "df": noise.df, "runs": len(experiment.values),
+                               "verdict": KEEP if steady.keep else VOID,
+                               "reason": f"{reason}: {steady.message}" if steady.message
+                               else reason}
+        if not steady.keep:  # not kept: the study starts again once the task is fixed
+            experiment.status, experiment.reason = VOID, steady.message
+            self._close(tx, experiment, verdicts)
+            verdicts.baseline_repeats = experiment
+            return
+        if steady.message:
+            verdicts.messages.append(steady.message)
+        experiment.status = KEEP
         tx.move_best(tx.best(), experiment)
         self._close(tx, experiment, verdicts)
         self._judge_waiting(tx, verdicts, can_remeasure=True)
+
+    def _repeated_baseline(self, values: list[float]) -> BaselineVerdict:
+        """What the baseline's runs say of the task's noise, with what seeds ratchet varied
+        and what seeds it found (read only when the runs all gave one value)."""
+        context, decision = self.context, self.config.decision
+        if decision.deterministic or len(set(values)) > 1:
+            return baseline_verdict(values, decision.deterministic, [], [])
+        varied, fixed = context.varied_seeds, context.fixed_seeds
+        return baseline_verdict(values, False, [str(s) for s in varied],
+                                [str(s) for s in fixed],
+                                context.seed_fix(fixed[0]) if fixed else None)
 
     def _judge(self, tx: Judgement, experiment: Experiment, verdicts: _Verdicts,
                can_remeasure: bool = True) -> None:
@@ -579,7 +623,7 @@ class Engine:
             tx.save(best, release=True)  # still to be measured again, by whichever driver
             return verdicts
         if result.status == "ok" and result.value is not None:
-            best.values = [*best.values, result.value]
+            _add_run(best, result)
             best.value = sum(best.values) / len(best.values)
         best.remeasure = False
         tx.save(best, release=True)
@@ -625,6 +669,14 @@ class Engine:
             f"the unmodified baseline failed ({experiment.status}: {experiment.reason}); "
             f"fix the task and run again (log: {experiment.log_path})")
 
+    def _baseline_repeats(self, experiment: Experiment) -> None:
+        """The baseline's runs repeat one value behind a hard-coded seed: nothing could be
+        judged, so the study stops as after a failed baseline, saying what to change."""
+        self.stopping = True
+        self.progress.stop_reason = "the baseline's runs hide the noise behind a fixed seed"
+        self.executor.cancel()  # they run again once the task is fixed
+        raise RatchetError(f"{experiment.reason} (log: {experiment.log_path})")
+
     # other drivers
 
     def _heartbeat(self) -> None:
@@ -669,6 +721,14 @@ class Engine:
             return
         self.reporter.message("killing the running evaluations; they will run again on resume")
         self.executor.cancel()
+
+
+def _add_run(experiment: Experiment, result: RunResult) -> None:
+    """A full run's value, and the seed it ran with beside it."""
+    assert result.value is not None
+    experiment.values = [*experiment.values, result.value]
+    if result.seed is not None:
+        experiment.seeds = [*experiment.seeds, result.seed]
 
 
 def _account(experiment: Experiment, result: RunResult, usd_per_hour: float) -> None:

@@ -62,6 +62,9 @@ class Experiment:
     params: dict[str, Any] | None = None
     diff: str = ""
     values: list[float] = field(default_factory=list)
+    # The RATCHET_SEED each of its runs got, parallel to `values` (empty where none was
+    # recorded: an imported log, a study begun before seeds were)
+    seeds: list[int] = field(default_factory=list)
     value: float | None = None
     secondary: dict[str, float] = field(default_factory=dict)
     holdout: float | None = None

@@ -37,6 +37,7 @@ from ratchet.execute.watch import StepMonitor, StepWatcher
 from ratchet.execute.workspace import digest_changes, protected_digest, run_failure
 from ratchet.flags import FlagsError, fill, read_flags
 from ratchet.globs import matches_any
+from ratchet.knobs.seeds import SEED_VARIABLE, find_seeds, rewrite_seeds
 from ratchet.steps import Curve
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
@@ -53,6 +54,7 @@ PREDICT_BUDGET_FACTOR = 2.0
 PREDICT_BUDGET_SLACK_S = 2.0
 COMMITTED_SUFFIX = ".committed"  # beside a work tree: the copy the protected phases run in
 MAX_RESULT_BYTES = 2**20  # a JSON result file holds a few numbers
+MAX_SEED_FILE_BYTES = 4 * 2**20  # a [seeds] file larger than this is left as it is
 
 
 _METRIC_LIKE = re.compile(r"^[ \t]*(?P<name>[A-Za-z_][\w./-]{0,40})[ \t]*[:=][ \t]*"
@@ -79,6 +81,7 @@ class RunResult:
     slot: int | None = None  # the executor's slot it ran in
     curve: list[list[float]] | None = None  # its intermediate values, [step, value] pairs
     horizon: float = 1.0  # the fraction of the task's budget it ran for
+    seed: int | None = None  # the RATCHET_SEED it ran with
 
 
 def scrub_env(environ: Mapping[str, str], allow: Iterable[str] = (),
@@ -200,19 +203,23 @@ class Evaluator:
     def evaluate(self, worktree: Path, log: Path, runner: ProcessRunner,
                  extra_env: Mapping[str, str] | None = None, horizon: float = 1.0,
                  monitor: StepMonitor | None = None,
-                 predict_budget_s: float | None = None) -> RunResult:
+                 predict_budget_s: float | None = None, seed: int | None = None) -> RunResult:
         """One run of the code in `worktree`; `monitor`, if given, sees its intermediate
         values as they come and may stop it (status `pruned`); the predict process, if the
         task has one, may use `predict_budget_s` of CPU (the edited model must not train
-        where the command phase's budget does not reach)."""
+        where the command phase's budget does not reach). `seed` is the run's own: every
+        phase sees it as RATCHET_SEED, and the hard-coded seeds of the `[seeds] files` are
+        rewritten to it in the command phase's copy of the code."""
         cfg = self.config
         env = {**self.environment(), **(extra_env or {}), HORIZON_VARIABLE: f"{horizon:g}"}
         if cfg.budget_s is not None:
             env[BUDGET_VARIABLE] = f"{cfg.budget_s * horizon:g}"
+        if seed is not None:
+            env[SEED_VARIABLE] = str(seed)
         # A shorter horizon keeps the whole timeout: start-up and evaluation do not shrink.
         deadline = time.monotonic() + cfg.timeout_s * max(horizon, 1.0)
         expected = protected_digest(worktree, cfg.protected)
-        result = RunResult(status="ok", horizon=horizon)
+        result = RunResult(status="ok", horizon=horizon, seed=seed)
         try:
             command = self._filled(cfg.command, worktree)
         except FlagsError as exc:  # the flags file is the proposer's: its problem is a crash
@@ -220,6 +227,8 @@ class Evaluator:
             return result
         committed = _committed_copy(worktree) if cfg.evaluate else None
         try:
+            if seed is not None and cfg.seed_files:  # the committed copy keeps its seeds
+                self._vary_seeds(worktree, seed, log)
             self._run_phases(result, command, worktree, committed, env, deadline, log, runner,
                              monitor, expected, predict_budget_s)
         except TreeError as exc:  # what the command phase left there: its outcome, with the
@@ -319,6 +328,27 @@ class Evaluator:
                     watcher.stop()
                 stopped = watcher.stopped
         return phase.output, phase.outcome, budget_reason, stopped
+
+    def _vary_seeds(self, worktree: Path, seed: int, log: Path) -> None:
+        """Rewrite the hard-coded seeds of the `[seeds] files` to `seed`, in this run's work
+        tree only (never a protected file, never through a link), and say where in the log."""
+        cfg, written = self.config, []
+        for entry in walk(worktree):
+            if not (entry.rel.endswith(".py") and matches_any(entry.rel, cfg.seed_files)) \
+                    or matches_any(entry.rel, cfg.protected) \
+                    or not stat.S_ISREG(entry.stat.st_mode) \
+                    or entry.stat.st_size > MAX_SEED_FILE_BYTES:
+                continue
+            text = _read_text(entry.path)
+            if text is None:
+                continue
+            sites = find_seeds(text, entry.rel)
+            if sites:
+                _write_text(entry.path, rewrite_seeds(text, entry.rel, seed))
+                written += [f"{s.path}:{s.line}" for s in sites]
+        with open(log, "a") as f:
+            f.write(f"==> ratchet: {SEED_VARIABLE}={seed}, written at "
+                    f"{', '.join(written) or 'no seed of the [seeds] files'}\n")
 
     def _filled(self, command: str | None, worktree: Path) -> str | None:
         """The command with the code state's flags (`[knobs].flags`), if the task has them.
@@ -476,6 +506,23 @@ def _committed_copy(worktree: Path) -> Path:
     subprocess.run(["cp", "-a", "--", str(worktree), str(copy)], check=True,
                    capture_output=True)
     return copy
+
+
+def _read_text(path: str) -> str | None:
+    """A work tree's file as UTF-8 text, never through a link; None if it is not text."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(MAX_SEED_FILE_BYTES + 1)
+    try:
+        return raw.decode("utf-8") if len(raw) <= MAX_SEED_FILE_BYTES else None
+    except UnicodeDecodeError:
+        return None
+
+
+def _write_text(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode("utf-8"))
 
 
 def _remove_path(path: Path) -> None:

@@ -33,6 +33,7 @@ class Job:
     monitor: StepMonitor | None = None  # sees its intermediate values; may stop it early
     horizon: float = 1.0  # the fraction of the task's budget it runs for (ratchet.fidelity)
     predict_budget_s: float | None = None  # CPU its predict process may use (None: no cap)
+    seed: int | None = None  # the run's own RATCHET_SEED
 
 
 class Executor(ABC):

@@ -53,7 +53,8 @@ class LocalExecutor(Executor):
             assert slot.runner is not None
             result = self.evaluator.evaluate(slot.worktree, job.log, slot.runner, env,
                                              horizon=job.horizon, monitor=job.monitor,
-                                             predict_budget_s=job.predict_budget_s)
+                                             predict_budget_s=job.predict_budget_s,
+                                             seed=job.seed)
             result.slot = slot.index
             return result
         finally:

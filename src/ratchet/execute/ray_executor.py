@@ -42,7 +42,8 @@ _CHECKED: set[str] = set()  # sandbox modes checked in this worker process
 
 def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str],
                      horizon: float = 1.0, monitor: StepMonitor | None = None,
-                     predict_budget_s: float | None = None) -> tuple[RunResult, bytes]:
+                     predict_budget_s: float | None = None,
+                     seed: int | None = None) -> tuple[RunResult, bytes]:
     """On the worker: unpack the code state, evaluate it in the sandbox (`monitor` watching
     its intermediate values there, and stopping it there), return the result and the log."""
     # Not a TemporaryDirectory: its clean-up recurses, and the run may leave a tree nested
@@ -58,7 +59,8 @@ def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str],
         try:
             result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env,
                                                 horizon=horizon, monitor=monitor,
-                                                predict_budget_s=predict_budget_s)
+                                                predict_budget_s=predict_budget_s,
+                                                seed=seed)
         except UsageError:
             raise  # this worker cannot run evaluations: the driver's problem, not the code's
         except Exception as exc:  # noqa: BLE001 - what the candidate caused is its outcome
@@ -149,7 +151,7 @@ class RayExecutor(Executor):
             if self.cancelled:
                 return RunResult(status="interrupted", reason="cancelled before it started")
             ref = self.remote.remote(archive, self.config, dict(job.env), job.horizon,
-                                     job.monitor, job.predict_budget_s)
+                                     job.monitor, job.predict_budget_s, job.seed)
             self.running.add(ref)
         try:
             result, log = self.ray.get(ref)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import io
 import re
+import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ SEEDING_CALLS = frozenset({
 })
 _RANDOM_MODULES = frozenset({"random", "jr", "jrandom"})
 _SEED_NAME = re.compile("seed", re.IGNORECASE)
-_RUN_SEED = "RATCHET_SEED"
+SEED_VARIABLE = "RATCHET_SEED"  # the run's own seed, in its environment
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class SeedSite:
     kind: str  # "call", "keyword", "option default" or "assignment"
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line} {self.code}"
+        return f"{self.path}:{self.line} {_without_comment(self.code)}"
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,17 @@ def _line(lines: list[str], number: int) -> str:
     return lines[number - 1].strip() if 0 < number <= len(lines) else ""
 
 
+def _without_comment(code: str) -> str:
+    """A line without its trailing comment (a `#` inside a string stays)."""
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            if token.type == tokenize.COMMENT:
+                return code[:token.start[1]].rstrip()
+    except (tokenize.TokenError, SyntaxError):  # a line of a longer statement
+        pass
+    return code
+
+
 def _found(tree: ast.Module) -> list[_Found]:
     try:
         found = list(_walk_sites(tree))
@@ -140,7 +152,7 @@ def _mentions_run_seed(node: ast.AST) -> bool:
     """A call or assignment that reads RATCHET_SEED has no hard-coded seed to vary."""
     if not isinstance(node, ast.Call | ast.Assign | ast.AnnAssign):
         return False
-    return any(isinstance(n, ast.Constant) and isinstance(n.value, str) and _RUN_SEED in n.value
+    return any(isinstance(n, ast.Constant) and isinstance(n.value, str) and SEED_VARIABLE in n.value
                for n in ast.walk(node))
 
 

@@ -110,6 +110,7 @@ class _ExperimentRow(_Base):
     params: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     diff: Mapped[str] = mapped_column(sa.Text)
     values: Mapped[list[float]] = mapped_column(sa.JSON)
+    seeds: Mapped[list[int]] = mapped_column(sa.JSON, default=list, server_default="[]")
     value: Mapped[float | None]
     secondary: Mapped[dict[str, float]] = mapped_column(sa.JSON)
     holdout: Mapped[float | None]
