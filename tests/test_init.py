@@ -2,6 +2,7 @@
 offers an optimizer and which it holds back; on repositories shaped like autoresearch, nanoGPT
 and a small classifier with its own evaluate.py."""
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -10,6 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import commit_all, git
 
+from ratchet.knobs import printnames
+from ratchet.knobs.command import read_command
+from ratchet.knobs.method import method_space, reassigned
 from ratchet.knobs.source import Knob, suggest_param
 from ratchet.knobs.survey import survey
 from ratchet.study import open_study
@@ -40,9 +44,10 @@ CLASSIFIER = {
 
 NANOGPT = {
     "train.py": "import os\nbatch_size = 12\nlearning_rate = 6e-4\nn_layer = 12\n"
-                "eval_iters = 200\ndropout = 0.0\nexec(open('configurator.py').read())\n"
+                "eval_iters = 200\ndropout = 0.0\nmax_iters = 5000\n"
+                "exec(open('configurator.py').read())\n"
                 "print(f\"step {1}: train loss {2.0:.4f}, val loss {2.1:.4f}\")\n",
-    "configurator.py": "import sys\n",
+    "configurator.py": "import sys\nfor arg in sys.argv[1:]:\n    exec(open(arg).read())\n",
     "config/train_shakespeare_char.py": "batch_size = 64\nlearning_rate = 1e-3\n",
     "model.py": "class GPT:\n    pass\n",
 }
@@ -63,7 +68,7 @@ def test_autoresearch_prepare_is_protected_and_its_budgets_are_not_knobs() -> No
     assert (found.metric.name, found.metric.goal) == ("val_bpb", "minimize")
     names = [k.name for k in found.knobs]
     assert names == ["DEPTH", "MATRIX_LR", "WARMUP_RATIO", "TOTAL_BATCH_SIZE"]
-    assert {k.name for k in found.held_back} == {"H100_BF16_PEAK_FLOPS"}
+    assert {h.knob.name for h in found.held_back} == {"H100_BF16_PEAK_FLOPS"}
     assert found.program == "program.md"
 
 
@@ -82,11 +87,87 @@ def test_nanogpt_lowercase_settings_become_knob_files() -> None:
     found = survey(python_files(NANOGPT))
     assert found.knob_files == ["config/*.py", "train.py"]
     names = {k.name: k.path for k in found.knobs}
-    assert names["learning_rate"] == "config/train_shakespeare_char.py"
-    assert names["n_layer"] == "train.py" and "eval_iters" not in names
+    # the guessed command passes no config file: the run uses train.py's values
+    assert names["learning_rate"] == "train.py" and "eval_iters" not in names
+    assert "n_layer" not in names  # model size, with training stopped after a step count
     assert (found.metric.name, found.metric.goal) == ("val_loss", "minimize")
-    assert found.metric.pattern == r"val\s+loss\s*[:=]?\s*(?P<value>[-+0-9.eE]+)"
-    assert found.command == "python train.py"
+    assert re.search(found.metric.pattern, "step 5: train loss 2.0, val loss 2.1")["value"] \
+        == "2.1"
+    assert found.command == "python train.py" and not found.command_given
+    assert found.config_choices == ["config/train_shakespeare_char.py"]
+
+
+def test_the_config_file_on_the_command_line_owns_its_knobs() -> None:
+    found = survey(python_files(NANOGPT), command="python train.py "
+                   "config/train_shakespeare_char.py --dropout=0.1")
+    names = {k.name: k.path for k in found.knobs}
+    assert names["learning_rate"] == "config/train_shakespeare_char.py"
+    assert "dropout" not in names
+    (held,) = [h for h in found.held_back if h.knob.name == "dropout"]
+    assert held.reason.startswith("set on the command line (--dropout=0.1)")
+    assert found.run_files == ["train.py", "config/train_shakespeare_char.py", "configurator.py"]
+
+
+@pytest.mark.parametrize("name,goal", [
+    ("val_loss", "minimize"), ("val loss", "minimize"), ("accuracy", "maximize"),
+    ("top1_acc", "maximize"), ("valAcc", "maximize"), ("f1", "maximize"), ("mse", "minimize"),
+    ("Overriding", None), ("window", None), ("bitmap", None), ("access", None),
+    ("errand", None), ("scoreboard", None)])
+def test_direction_words_match_whole_words_only(name: str, goal: str | None) -> None:
+    assert printnames.goal(name) == goal
+
+
+def test_the_metric_is_what_the_command_runs_prints() -> None:
+    files = {
+        "train.py": "exec(open('configurator.py').read())\nprint(f'iter {1}: loss {2.0:.4f}')\n",
+        "configurator.py": "import sys\nfor a in sys.argv[1:]:\n"
+                           "    print(f'Overriding config with {a}:')\n",
+        "bench.py": "print(f'time: {0.1}')\n",
+    }
+    found = survey(files)
+    assert (found.metric.name, found.metric.where) == ("loss", "train.py")
+    del files["train.py"]
+    files["train.py"] = "exec(open('configurator.py').read())\n"
+    assert survey(files).metric is None  # not bench.py's time, not configurator's Overriding
+
+
+def test_loop_state_and_derived_values_are_held_back_with_their_line() -> None:
+    source = ("lr = 0.1\nsteps = 0\nbest = 1e9\nwidth = 8\nscale = 2\nmode = 'a'\n"
+              "if resume:\n    mode = 'b'\n    scale //= 2\n"
+              "def bump():\n    global width\n    width = 4\n"
+              "while True:\n    steps += 1\n    best = min(best, 1.0)\n    break\n")
+    changed = reassigned({"train.py": source})
+    assert set(changed) == {"steps", "best", "width", "mode"}  # scale //= 2 keeps its knob
+    assert changed["steps"] == "loop state: updated as training runs (train.py:14)"
+    assert changed["mode"].startswith("reassigned as the script runs")
+    assert "in a function" in changed["width"]
+
+
+def test_a_time_budget_makes_batch_and_model_sizes_fair() -> None:
+    knobs = [Knob(n, 8, "train.py", i) for i, n in enumerate(
+        ["batch_size", "n_layer", "max_iters", "learning_rate", "eval_iters", "seed"])]
+    space, held = method_space(knobs, {"train.py": ""})
+    assert [k.name for k in space] == ["learning_rate"]
+    assert {h.knob.name for h in held} == {"batch_size", "n_layer", "max_iters", "eval_iters",
+                                           "seed"}
+    space, held = method_space(knobs, {"train.py": ""}, budgeted=True)
+    assert [k.name for k in space] == ["batch_size", "n_layer", "max_iters", "learning_rate"]
+    space, _ = method_space(knobs[:2] + knobs[3:4], {"train.py": ""})  # no step count at all
+    assert [k.name for k in space] == ["batch_size", "n_layer", "learning_rate"]
+
+
+@pytest.mark.parametrize("command,script,configs,overrides", [
+    ("python train.py config/a.py config/b.py --lr=0.1 --lr=0.2",
+     "train.py", ("config/a.py", "config/b.py"), {"lr": "0.2"}),
+    ("CUDA_VISIBLE_DEVICES=0 python -u ./train.py", "train.py", (), {}),
+    ("torchrun --standalone --nproc_per_node=4 train.py config/x.py", "train.py",
+     ("config/x.py",), {}),
+    ("python prepare.py && python -m pkg.train --lr={lr}", "pkg/train.py", (), {}),
+    ("make all", None, (), {})])
+def test_reading_a_command(command: str, script: str | None, configs: tuple[str, ...],
+                           overrides: dict[str, str]) -> None:
+    line = read_command(command)
+    assert (line.script, line.config_files, line.overrides) == (script, configs, overrides)
 
 
 @pytest.mark.parametrize("name,value,low,high", [
@@ -107,7 +188,7 @@ def test_init_writes_a_task_file_that_runs(tmp_path: Path) -> None:
         (repo / path).write_text(text)
     git(repo, "init", "-q")
     commit_all(repo)
-    result = subprocess.run([sys.executable, "-m", "ratchet.cli", "init"], cwd=repo,
+    result = subprocess.run([sys.executable, "-m", "ratchet.cli", "init", "--no-run"], cwd=repo,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     text = (repo / "ratchet.toml").read_text()

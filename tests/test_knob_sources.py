@@ -4,6 +4,7 @@ formatting kept, each change classified IN or OUTSIDE the search space."""
 
 import json
 import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ratchet.config import parse_config
-from ratchet.errors import ConfigError
+from ratchet.errors import ConfigError, UsageError
 from ratchet.knobs import catalog, datafile
 from ratchet.knobs.scope import IN, OUTSIDE, classify
 from ratchet.knobs.source import find_knobs
@@ -169,6 +170,44 @@ def test_the_first_file_in_path_order_owns_a_name(tmp_path: Path) -> None:
     assert {n: (k.path, k.value) for n, k in knobs.items()} == {
         "batch_size": ("config/small.py", 64), "n_layer": ("train.py", 12),
         "WIDTH": ("model.py", 8)}
+
+
+def test_the_run_decides_which_file_owns_a_name(tmp_path: Path) -> None:
+    """The last config file of the command that sets a name, else the script, else path
+    order; never a protected file, though a knob-file glob covers it."""
+    sources = {"train.py": "batch_size = 12\nlr = 6e-4\nwd = 0.1\nn_layer = 12\n",
+               "config/a.py": "lr = 1e-3\nbatch_size = 8\n", "config/b.py": "lr = 2e-3\n",
+               "config/eval_big.py": "batch_size = 4\nonly_here = 1\n",
+               "aaa.py": "wd = 0.5\n"}
+
+    def owners(command: str) -> dict[str, str]:
+        data = config_with(["train.py", "config/*.py", "aaa.py"], ["*.py", "config/*.py"])
+        data["task"].update(command=command, protected=["config/eval_*.py"])
+        config = parse_config(data, tmp_path)
+        return {n: k.path for n, k in catalog.knobs_in(sources, config).items()}
+
+    assert owners("python train.py config/a.py config/b.py") == {
+        "lr": "config/b.py", "batch_size": "config/a.py", "wd": "train.py",
+        "n_layer": "train.py"}
+    assert owners("python train.py") == {"lr": "train.py", "batch_size": "train.py",
+                                         "wd": "train.py", "n_layer": "train.py"}
+    assert owners("python other.py")["wd"] == "aaa.py"  # neither: path order
+    assert "only_here" not in owners("python train.py config/eval_big.py")
+
+
+@pytest.mark.parametrize("name,command,problem", [
+    ("only_here", "python train.py", "[space].only_here: only in config/eval_big.py, which is "
+     "protected"),
+    ("lr", "python train.py --lr=0.1", "[space].lr: the command sets it (--lr=0.1)"),
+    ("nowhere", "python train.py", "[space].nowhere: no module-level constant")])
+def test_a_space_knob_no_rewrite_can_change_is_refused(tmp_path: Path, name: str, command: str,
+                                                       problem: str) -> None:
+    data = config_with(["train.py", "config/*.py"], ["*.py", "config/*.py"],
+                       f"{name} = {{ int = [1, 4] }}\n")
+    data["task"].update(command=command, protected=["config/eval_*.py"])
+    sources = {"train.py": "lr = 1\n", "config/eval_big.py": "only_here = 1\n"}
+    with pytest.raises(UsageError, match=re.escape(problem)):
+        catalog.check_space(parse_config(data, tmp_path), sources)
 
 
 def test_scope_of_data_file_changes() -> None:

@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="write a commented ratchet.toml for this repository")
     p.add_argument("--repo", default=".")
     p.add_argument("--force", action="store_true", help="overwrite an existing ratchet.toml")
+    p.add_argument("--command", help="how your code runs, e.g. \"python train.py "
+                   "config/small.py\" (default: a guess, such as python train.py)")
+    p.add_argument("--no-run", action="store_true", help="read the code only: do not run the "
+                   "command in the sandbox to see what it prints and opens")
+    p.add_argument("--observe-timeout", type=_duration, default=60.0,
+                   help="how long each of the two observed runs may take (default 60s)")
     p.set_defaults(handler="init")
 
     p = sub.add_parser("run", parents=[common], help="start a study, or resume it")
@@ -125,9 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_positive_int, default=3, help="runs per horizon")
     p.set_defaults(handler="generalize")
 
-    p = sub.add_parser("report", parents=[store],
-                       help="an HTML report (and PNG figures) of a bench")
-    p.add_argument("--bench", help="the bench's name (default: bench, if it exists)")
+    p = sub.add_parser("report", parents=[common],
+                       help="an HTML report (and PNG figures) of a study or a bench")
+    p.add_argument("--bench", help="a bench's name (default: the study's, or the latest "
+                   "study's bench if it belongs to one)")
     p.add_argument("--reference", action="append", default=[],
                    help="a study to show beside the bench, e.g. an imported results log")
     p.add_argument("-o", "--output", default="ratchet-report.html")

@@ -23,12 +23,18 @@ from ratchet.decide import explain
 from ratchet.engine import Progress
 from ratchet.errors import UsageError
 from ratchet.execute.gitrepo import GitRepo
-from ratchet.knobs.initfile import discover_knobs, read_repository, summary, task_file_text
-from ratchet.knobs.source import space_toml
-from ratchet.records import BASELINE, KEEP
+from ratchet.knobs.initfile import (
+    discover_knobs,
+    observe_command,
+    read_repository,
+    space_text,
+    summary,
+    task_file_text,
+)
+from ratchet.records import BASELINE, IMPORTED, KEEP, StudyRecord
 from ratchet.reports.export import export
 from ratchet.reports.safe_text import printable
-from ratchet.reports.summary import better_by
+from ratchet.reports.summary import better_by, goal_of, metric_name
 from ratchet.reports.view import (
     LOG_HEADERS,
     LiveReporter,
@@ -57,7 +63,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     target = repo.root / TASK_FILE
     if target.exists() and not args.force:
         raise UsageError(f"{target} already exists (use --force to overwrite)")
-    found = read_repository(repo)
+    found = read_repository(repo, args.command)
+    if found.command and not args.no_run:
+        print(f"ratchet init: running `{printable(found.command)}` twice in the sandbox (at most "
+              f"{args.observe_timeout:g}s each; --no-run skips this)", flush=True)
+        found = read_repository(repo, args.command,
+                                observe_command(repo, found.command, args.observe_timeout))
     target.write_text(task_file_text(repo, found))
     print(f"wrote {target}:")
     for line in summary(found):
@@ -216,12 +227,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_space(args: argparse.Namespace) -> int:
     repo = GitRepo.find(Path(args.repo))
-    knobs = discover_knobs(repo)
-    if not knobs:
+    knobs, held_back = discover_knobs(repo)
+    if not knobs and not held_back:
         raise UsageError("no knobs found (module-level UPPER_CASE constants in the editable "
                          "files, or settings in the [knobs] files)")
     if not args.llm:
-        sys.stdout.write(space_toml(knobs))
+        sys.stdout.write(space_text(knobs, held_back))
         return 0
     from ratchet.agent.space import write_space
     from ratchet.config import AgentConfig
@@ -286,31 +297,61 @@ def _horizons(text: str) -> list[float]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ratchet.bench import bench_studies
     from ratchet.reports.data import report_data
     from ratchet.reports.report import write_report
 
     store = _store(args)
-    bench = args.bench or "bench"
-    studies = bench_studies(store, bench)
-    if args.bench and not studies:
-        raise UsageError(f"no studies of bench {bench!r}")
-    references = []
-    for name in args.reference:
-        record = store.get_study(name)
-        if record is None:
-            raise UsageError(f"--reference {name!r}: no such study")
-        references.append(record)
+    repo = GitRepo.find(Path(args.repo))
+    references = [_study_named(store, name, "--reference") for name in args.reference]
+    studies, bench = _reported(store, args, repo)
     if not studies and not references:
-        raise UsageError("nothing to report: give --bench NAME or --reference STUDY")
-    config = _task_config(GitRepo.find(Path(args.repo)))
-    metric = config.metric.name if config else str(references[0].settings.get("metric", "metric"))
-    goal = config.metric.goal if config else str(references[0].settings.get("goal", "minimize"))
+        raise UsageError("nothing to report: no study in this repository yet (start one with "
+                         "`ratchet run`)")
+    metric, goal = _metric_of(studies, references, _task_config(repo))
     output = Path(args.output)
-    pngs = write_report(report_data(store, studies, references, metric, goal), output)
+    pngs = write_report(report_data(store, studies, references, metric, goal, bench), output)
     print(f"ratchet report: wrote {output} and {len(pngs)} figures in {pngs[0].parent}"
           if pngs else f"ratchet report: wrote {output}")
     return 0
+
+
+def _reported(store: Store, args: argparse.Namespace,
+              repo: GitRepo) -> tuple[list[StudyRecord], str | None]:
+    """What a report covers, and the bench's name when that is a bench: the bench named, the
+    study named, or the repository's latest study (its whole bench, if it belongs to one)."""
+    from ratchet.bench import bench_studies
+
+    if args.study:
+        return [_study_named(store, args.study, "--study")], None
+    bench = args.bench
+    if not bench:
+        own = [s for s in store.studies(str(repo.root)) if s.proposer != IMPORTED]
+        if not own or not own[-1].settings.get("bench"):
+            return own[-1:], None
+        bench = str(own[-1].settings["bench"])
+    studies = bench_studies(store, bench)
+    if not studies:
+        raise UsageError(f"no studies of bench {bench!r}")
+    return studies, bench
+
+
+def _study_named(store: Store, name: str, option: str) -> StudyRecord:
+    record = store.get_study(name)
+    if record is None:
+        raise UsageError(f"{option} {name!r}: no such study")
+    return record
+
+
+def _metric_of(studies: list[StudyRecord], references: list[StudyRecord],
+               config: TaskConfig | None) -> tuple[str, str]:
+    """The metric and goal a report speaks of: the reported studies' own task file's, else
+    the checkout's, else the first reference's."""
+    if studies and metric_name(studies[0]):
+        return str(metric_name(studies[0])), goal_of(studies[0])
+    if config is not None:
+        return config.metric.name, config.metric.goal
+    settings = references[0].settings
+    return str(settings.get("metric", "metric")), str(settings.get("goal", "minimize"))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -1,22 +1,34 @@
-"""What `ratchet init` learns by reading a repository's Python files.
+"""What `ratchet init` learns by reading a repository's Python files, following its command.
 
-Pure functions over `{path: text}`: which script trains, which files load data or score results
-(those are protected, never editable), which metric the code prints and in which direction it
-improves, and which knobs are safe to hand an optimizer. A name that looks like a compute
-budget or an evaluation size is a knob an optimizer would "improve" by buying compute or
-shrinking the test, so it stays out of `[space]`, with a comment saying why.
+Pure functions over `{path: text}`. The command (given, or guessed as `python train.py`) says
+which script runs and which config files it passes; the metric, the knobs, the seeds and the
+data are read from the files that run (the script, its config files, the repository modules it
+imports or execs), never from a `bench.py` beside it. Files that load data or score results are
+protected. A knob is owned by the file the run takes its value from, and only method knobs go
+into `[space]` (`ratchet.knobs.method`). Where an observed run is given
+(`ratchet.knobs.observe`), what it printed and could not open replaces the guesses.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from ratchet.globs import matches_any
+from ratchet.knobs import printnames
+from ratchet.knobs.catalog import owners
+from ratchet.knobs.command import CommandLine, read_command
+from ratchet.knobs.method import HeldBack, method_space
+from ratchet.knobs.reach import reached
+from ratchet.knobs.seeds import SeedSite, find_seeds
 from ratchet.knobs.source import Knob, find_knobs
+
+if TYPE_CHECKING:
+    from ratchet.knobs.observe import Observation
 
 # Files by their name: these load data or score results.
 _SCORING_FILE = re.compile(r"^(evaluate|evaluation|eval|prepare|data|dataset|datasets|metric|"
@@ -25,17 +37,15 @@ _SCORING_FILE = re.compile(r"^(evaluate|evaluation|eval|prepare|data|dataset|dat
 # evaluate_bpb` protects prepare.py.
 _SCORING_NAME = re.compile(r"eval|score|metric|grade", re.IGNORECASE)
 _MAIN_SCRIPTS = ("train.py", "main.py", "run.py", "model.py")
-# Knob names that set the compute or the test, not the method.
-_HELD_BACK = re.compile(r"BUDGET|EVAL|TOKENS|PEAK_FLOPS|FLOPS|TIME_LIMIT|MAX_TIME|"
-                        r"NUM_VAL|VAL_SIZE|TEST_SIZE|VAL_STEPS|TIMEOUT", re.IGNORECASE)
-# A metric line a script prints: print(f"val_bpb: {x}") or print("accuracy", acc).
-_PRINTED_METRIC = re.compile(r"""print\(\s*f?["']\s*([A-Za-z_][\w./-]*)\s*[:=]?\s*["'{ ]""")
-_MID_LINE_METRIC = re.compile(r"""(?<![\w{])([A-Za-z_]\w*(?: [A-Za-z_]\w*)?) ?[:=]? \{""")
-_LOWER_IS_BETTER = re.compile(r"loss|bpb|bpc|perplexity|ppl|error|err|mse|rmse|mae|nll|"
-                              r"time|latency|seconds|regret|cost", re.IGNORECASE)
-_HIGHER_IS_BETTER = re.compile(r"acc|accuracy|f1|auc|score|reward|precision|recall|bleu|"
-                               r"rouge|map|ndcg|throughput|r2|win", re.IGNORECASE)
-_HELD_OUT_FIRST = re.compile(r"val|valid|test|eval|holdout", re.IGNORECASE)
+_CONFIG_DIRS = ("config", "configs", "conf")
+# A config file that sets one of these configures an evaluation, not a training run.
+_EVAL_SWITCHES = ("eval_only", "evaluate_only", "do_eval_only")
+# Folders never mounted for data: environments, caches of tools, outputs.
+_NOT_DATA = frozenset({".git", ".venv", "venv", "env", "__pycache__", ".ratchet", "node_modules",
+                       ".ipynb_checkpoints", ".idea", ".vscode", ".pytest_cache", ".mypy_cache",
+                       ".ruff_cache", "build", "dist"})
+_OUTPUT_WORDS = frozenset({"out", "output", "outputs", "save", "log", "logs", "ckpt",
+                           "checkpoint", "checkpoints", "results", "runs", "wandb"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,16 @@ class Metric:
     goal: str
     where: str  # the file that prints it
     pattern: str | None = None  # for a metric printed mid-line, as nanoGPT's `val loss 2.1`
+    observed: bool = False  # seen in an observed run's output, not only in the code
+
+
+@dataclass(frozen=True)
+class ReadOnly:
+    """A `[sandbox] read_only` entry: data the run reads that the commit lacks."""
+
+    path: str
+    why: str
+    observed: bool
 
 
 @dataclass
@@ -57,34 +77,92 @@ class Survey:
     knob_files: list[str] = field(default_factory=list)
     edited_in_evaluate: list[str] = field(default_factory=list)
     knobs: list[Knob] = field(default_factory=list)
-    held_back: list[Knob] = field(default_factory=list)
+    held_back: list[HeldBack] = field(default_factory=list)
     program: str | None = None
+    command_line: CommandLine = field(default_factory=CommandLine)
+    command_given: bool = False  # the user said how the code runs (`--command`)
+    run_files: list[str] = field(default_factory=list)
+    config_choices: list[str] = field(default_factory=list)  # configs the script could take
+    read_only: list[ReadOnly] = field(default_factory=list)
+    seeds: list[SeedSite] = field(default_factory=list)  # in files ratchet may rewrite
+    fixed_seed: list[str] = field(default_factory=list)  # names printed alike across seeds
+    observations: tuple[Observation, ...] = ()  # runs of the command, the last with data
+
+    @property
+    def observation(self) -> Observation | None:
+        return self.observations[-1] if self.observations else None
+
+    @property
+    def observed(self) -> bool:
+        """An observed run completed: what it printed is a fact, not a guess."""
+        return self.observation is not None and bool(self.observation.completed)
+
+    @property
+    def seed_files(self) -> list[str]:
+        return sorted({s.path for s in self.seeds})
 
 
-def survey(files: Mapping[str, str], others: frozenset[str] = frozenset()) -> Survey:
-    """`files`: the repository's Python files by path; `others`: its other file paths."""
+def survey(files: Mapping[str, str], others: frozenset[str] = frozenset(),
+           command: str | None = None, untracked: Collection[str] = (),
+           observations: Sequence[Observation] = (), budgeted: bool = False) -> Survey:
+    """`files`: the repository's Python files by path; `others`: its other file paths;
+    `command`: how the code runs, as the user said (else guessed); `untracked`: paths in the
+    working tree that the commit lacks (data a sandboxed run will not have); `observations`:
+    runs of the command, the last with what the earlier ones could not open mounted."""
     scoring = _scoring_files(files)
-    main = _main_script(files, scoring)
+    line = read_command(command, files)
+    main = line.script if line.script in files else _main_script(files, scoring)
     editable = sorted(p for p in files if p not in scoring and not _is_test(p))
     evaluate = next((p for p in sorted(scoring) if _prints_metric(files[p])
-                     and PurePosixPath(p).stem.startswith("eval")), None)
-    knob_files = _knob_files(files, main, others)
-    knobs = [k for path in sorted(set(editable) | {p for p in files if matches_any(p, knob_files)})
-             for k in find_knobs(files[path], path, any_case=matches_any(path, knob_files))]
-    owned = {}
-    for knob in knobs:  # as ratchet reads them: the first file in path order owns a name
-        owned.setdefault(knob.name, knob)
+                     and PurePosixPath(p).stem.startswith("eval")
+                     and PurePosixPath(p).parts[0] not in _CONFIG_DIRS), None)
     edited_in_evaluate = _edited_in_evaluate(files, evaluate, editable)
-    # The task file names knob files by glob, and [knobs] files must be editable.
-    editable = sorted(set(knob_files) | {p for p in editable if not matches_any(p, knob_files)})
+    if command is None:
+        line = read_command(_command(files, main, edited_in_evaluate), files)
+    run_files = _run_files(files, main, evaluate, line)
+    knob_files = _knob_files(files, main, others, line)
+    owned = owners(_definitions(files, editable, knob_files), line, sorted(scoring))
+    space, held = method_space(sorted(owned.values(), key=lambda k: (k.path, k.line)),
+                               {p: files[p] for p in run_files}, line, budgeted)
     return Survey(
-        main=main, editable=editable, protected=sorted(scoring), evaluate=evaluate,
-        command=_command(files, main, edited_in_evaluate),
-        metric=_metric(files, evaluate or main), edited_in_evaluate=edited_in_evaluate,
-        knob_files=knob_files,
-        knobs=[k for k in owned.values() if not _HELD_BACK.search(k.name)],
-        held_back=[k for k in owned.values() if _HELD_BACK.search(k.name)],
-        program="program.md" if "program.md" in others else None)
+        main=main, editable=_editable(editable, knob_files), protected=sorted(scoring),
+        evaluate=evaluate, command=line.text or None,
+        metric=_metric(files, reached(evaluate, files) if evaluate else run_files,
+                       evaluate or main, None if evaluate else _last(observations)),
+        knob_files=knob_files, edited_in_evaluate=edited_in_evaluate, knobs=space,
+        held_back=held, program="program.md" if "program.md" in others else None,
+        command_line=line, command_given=command is not None, run_files=run_files,
+        config_choices=_config_choices(files, main, scoring, line),
+        read_only=_read_only(files, run_files, untracked, observations),
+        seeds=[s for p in run_files if p not in scoring for s in find_seeds(files[p], p)],
+        fixed_seed=_fixed_seed(_last(observations)), observations=tuple(observations))
+
+
+def _last(observations: Sequence[Observation]) -> Observation | None:
+    return observations[-1] if observations else None
+
+
+def _run_files(files: Mapping[str, str], main: str | None, evaluate: str | None,
+               line: CommandLine) -> list[str]:
+    """The files one experiment runs: the command's script and what it reaches, then the
+    evaluate script's."""
+    found = reached(main, files, line.config_files) if main else []
+    if evaluate:
+        found += [p for p in reached(evaluate, files) if p not in found]
+    return found
+
+
+def _definitions(files: Mapping[str, str], editable: list[str],
+                 knob_files: list[str]) -> list[Knob]:
+    """Every knob definition of the editable and knob files (protected ones among them: the
+    owners rule, not this list, keeps a knob out of a protected file)."""
+    paths = sorted(set(editable) | {p for p in files if matches_any(p, knob_files)})
+    return [k for p in paths for k in find_knobs(files[p], p, any_case=matches_any(p, knob_files))]
+
+
+def _editable(editable: list[str], knob_files: list[str]) -> list[str]:
+    """The task file names knob files by glob, and [knobs] files must be editable."""
+    return sorted(set(knob_files) | {p for p in editable if not matches_any(p, knob_files)})
 
 
 def _command(files: Mapping[str, str], main: str | None,
@@ -107,25 +185,40 @@ def _edited_in_evaluate(files: Mapping[str, str], evaluate: str | None,
     return sorted({modules[m] for m, _ in _imports(files[evaluate]) if m in modules})
 
 
-def _knob_files(files: Mapping[str, str], main: str | None,
-                others: frozenset[str]) -> list[str]:
+def _knob_files(files: Mapping[str, str], main: str | None, others: frozenset[str],
+                line: CommandLine) -> list[str]:
     """Files whose lowercase settings are knobs: a main script configured by module-level
-    assignments (nanoGPT's train.py) and its config/*.py files; config folders' data files."""
+    assignments (nanoGPT's train.py), its config/*.py files and the config files its command
+    passes; config folders' data files."""
     globs = []
     if main and len(find_knobs(files[main], main, any_case=True)) > \
             2 * len(find_knobs(files[main], main)) + 2:
         globs.append(main)
         globs += sorted({f"{PurePosixPath(p).parent}/*.py" for p in files
-                         if PurePosixPath(p).parts[0] in ("config", "configs")})
+                         if PurePosixPath(p).parts[0] in _CONFIG_DIRS})
+    globs += [p for p in line.config_files if p in files and not matches_any(p, globs)]
     globs += sorted({f"{PurePosixPath(p).parent}/*{PurePosixPath(p).suffix}" for p in others
-                     if PurePosixPath(p).parts[0] in ("conf", "config", "configs")
+                     if PurePosixPath(p).parts[0] in _CONFIG_DIRS
                      and p.endswith((".yaml", ".yml", ".json", ".toml"))})
-    return sorted(globs)
+    return sorted(set(globs))
+
+
+def _config_choices(files: Mapping[str, str], main: str | None, scoring: set[str],
+                    line: CommandLine) -> list[str]:
+    """Config files a configurator-style script could be given, when the command gives none."""
+    if main is None or line.config_files or "sys.argv" not in "".join(
+            files[p] for p in reached(main, files)):
+        return []
+    return sorted(p for p in files if PurePosixPath(p).parts[0] in _CONFIG_DIRS
+                  and p not in scoring and len(PurePosixPath(p).parts) == 2)
 
 
 def _scoring_files(files: Mapping[str, str]) -> set[str]:
-    """Files named for data or scoring, and local modules scripts import scoring names from."""
+    """Files named for data or scoring, config files that configure an evaluation, and local
+    modules scripts import scoring names from."""
     scoring = {p for p in files if _SCORING_FILE.match(PurePosixPath(p).stem)}
+    scoring |= {p for p in files if PurePosixPath(p).parts[0] in _CONFIG_DIRS
+                and _configures_evaluation(files[p])}
     modules = {PurePosixPath(p).with_suffix("").as_posix().replace("/", "."): p for p in files}
     for text in files.values():
         for module, names in _imports(text):
@@ -135,11 +228,16 @@ def _scoring_files(files: Mapping[str, str]) -> set[str]:
     return scoring
 
 
+def _configures_evaluation(text: str) -> bool:
+    """nanoGPT's config/eval_gpt2.py sets `eval_only = True`."""
+    return any(k.name in _EVAL_SWITCHES and k.value is True
+               for k in find_knobs(text, any_case=True))
+
+
 def _imports(text: str) -> list[tuple[str, list[str]]]:
     """The absolute imports of a module: (module, names imported from it; none for `import m`)."""
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: NUL bytes
+    tree = _parse(text)
+    if tree is None:
         return []
     found: list[tuple[str, list[str]]] = []
     for node in ast.walk(tree):
@@ -166,31 +264,109 @@ def _is_test(path: str) -> bool:
 
 
 def _prints_metric(text: str) -> bool:
-    return any(_goal(n) for n in _PRINTED_METRIC.findall(text))
+    return any(printnames.goal(n) for n in printnames.PRINTED_AT_START.findall(text))
 
 
-def _metric(files: Mapping[str, str], where: str | None) -> Metric | None:
-    """The metric the scoring script (else any script) prints, held-out names first: as a
-    `name: value` line, else as words before a value mid-line (`val loss {x}`)."""
-    ordered = [where] if where else []
-    ordered += sorted(p for p in files if p != where)
-    for finder in (_PRINTED_METRIC, _MID_LINE_METRIC):
-        for path in ordered:
-            printed = "\n".join(ln for ln in files[path].splitlines() if "print(" in ln)
-            names = [n for n in finder.findall(printed) if _goal(n)]
-            if names:
-                name = next((n for n in names if _HELD_OUT_FIRST.search(n)), names[0])
-                if finder is _PRINTED_METRIC:
-                    return Metric(name, _goal(name) or "minimize", path)
-                return Metric(name.replace(" ", "_"), _goal(name) or "minimize", path,
-                              r"\s+".join(map(re.escape, name.split()))
-                              + r"\s*[:=]?\s*(?P<value>[-+0-9.eE]+)")
-    return None
+def _metric(files: Mapping[str, str], run_files: list[str], first: str | None,
+            observation: Observation | None) -> Metric | None:
+    """The metric the files that run print (the scoring or main script first), held-out names
+    first; among those an observed run really printed, where one was observed. With an
+    evaluate phase, the metric is its output: read from the evaluate script and what it runs
+    (the observed command does not run it)."""
+    ordered = ([first] if first in files else []) + [p for p in run_files if p != first]
+    candidates = [c for path in ordered for c in printnames.printed_in(path, files[path])]
+    if observation is not None and observation.lines:
+        seen = [c for c in candidates if printnames.seen_in(c, observation.lines)]
+        seen = seen or printnames.from_output(observation.printed(), observation.lines,
+                                              "the observed output")
+        chosen = printnames.choose(seen)
+        if chosen is not None:
+            return Metric(chosen.name, chosen.goal, chosen.where, chosen.pattern, observed=True)
+    chosen = printnames.choose(candidates)
+    return Metric(chosen.name, chosen.goal, chosen.where, chosen.pattern) if chosen else None
 
 
-def _goal(name: str) -> str | None:
-    if _LOWER_IS_BETTER.search(name):
-        return "minimize"
-    if _HIGHER_IS_BETTER.search(name):
-        return "maximize"
-    return None
+def _read_only(files: Mapping[str, str], run_files: list[str], untracked: Collection[str],
+               observations: Sequence[Observation]) -> list[ReadOnly]:
+    """Data the commit lacks that a run reads: what an observed run could not open, else
+    folders the code names by string that hold untracked or ignored files."""
+    if any(o.runs for o in observations):
+        seen: dict[str, ReadOnly] = {}
+        for o in observations:
+            for p in o.read_only():
+                missed = ", ".join(m for m in o.missing() if _under(m, p) or m == p)
+                seen.setdefault(p, ReadOnly(p, f"the observed run could not open {missed}",
+                                            observed=True))
+        return list(seen.values())
+    found: dict[str, ReadOnly] = {}
+    for path in run_files:
+        for folder in _named_folders(files[path]):
+            holds = [u for u in untracked if _under(u, folder)]
+            if holds and folder not in found:
+                found[folder] = ReadOnly(folder, f"{path} reads '{folder}', which holds files "
+                                         f"the commit lacks ({_few(holds)})", observed=False)
+    return list(found.values())
+
+
+def _named_folders(text: str) -> list[str]:
+    """Top-level folders a file names in its string constants (`os.path.join('data', name)`),
+    except outputs (`out_dir = 'out'`, `os.makedirs(...)`) and tool folders."""
+    tree = _parse(text)
+    if tree is None:
+        return []
+    outputs = {id(n) for node in ast.walk(tree) for n in _output_strings(node)}
+    found: dict[str, None] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in outputs:
+            top = _top_folder(node.value)
+            if top:
+                found.setdefault(top, None)
+    return list(found)
+
+
+def _output_strings(node: ast.AST) -> list[ast.AST]:
+    """String constants that name where the code writes."""
+    if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and set(printnames.words(t.id)) & _OUTPUT_WORDS
+            for t in node.targets):
+        return list(ast.walk(node.value))
+    if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
+            in ("makedirs", "mkdir", "save", "savefig", "to_csv", "dump"):
+        return [n for a in node.args for n in ast.walk(a)]
+    return []
+
+
+def _top_folder(text: str) -> str | None:
+    path = text.strip()
+    if not path or len(path) > 200 or any(c in path for c in " \n\t{}%*?:\\") \
+            or path.startswith(("/", "~", "..")):
+        return None
+    top = PurePosixPath(path).parts[0] if PurePosixPath(path).parts else ""
+    return top if top and top not in _NOT_DATA and not top.startswith(".") \
+        and not top.endswith(".py") and re.fullmatch(r"[\w.-]+", top) else None
+
+
+def _under(path: str, folder: str) -> bool:
+    return path.rstrip("/") == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _few(paths: list[str], most: int = 3) -> str:
+    shown = ", ".join(sorted(paths)[:most])
+    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+
+def _fixed_seed(observation: Observation | None) -> list[str]:
+    """The names completed runs printed alike although each had its own RATCHET_SEED."""
+    if observation is None:
+        return []
+    printed = observation.printed()
+    return [n for n in observation.identical()
+            if any(v != int(v) for v in printed.get(n, []) if v == v and abs(v) != float("inf"))]
+
+
+def _parse(text: str) -> ast.Module | None:
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: NUL bytes
+        return None
