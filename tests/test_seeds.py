@@ -4,8 +4,20 @@ apart from any other (ratchet.knobs.seeds)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+from conftest import commit_all, git
+
+from ratchet.config import config_from_text
+from ratchet.engine import SilentReporter
+from ratchet.errors import ConfigError
 from ratchet.knobs.seeds import SeedSite, find_seeds, only_seeds_differ, rewrite_seeds
+from ratchet.records import Experiment, StudyRecord
+from ratchet.store.database import Store
+from ratchet.study import open_study
 
 NANOGPT = """\
 import torch
@@ -112,3 +124,190 @@ def test_only_seeds_differ() -> None:
     # a seed moved out of sight is a real change of code, judged by its runs
     assert not only_seeds_differ(old, old.replace("1337 + seed_offset", "int('7')"), "a.py")
     assert not only_seeds_differ(old, "SEED = (\n", "a.py")
+
+
+# Seeds through the loop: each run its own RATCHET_SEED, a baseline whose runs repeat one value
+# behind a hard-coded seed, the [seeds] files, and changes that alter nothing but seeds.
+
+SEED_ONLY = """\
+import random
+random.seed(1234)
+print(f"score: {random.gauss(0.0, 1.0)}")
+"""
+
+SEEDED = """\
+import random
+
+SEED = 1234
+SHIFT = 0.0
+random.seed(SEED)
+print(f"score: {random.gauss(SHIFT, 1.0)}")
+"""
+
+TASK = """\
+[task]
+editable = ["task.py"]
+protected = ["prepare.py"]
+command = "python task.py"
+timeout = "30s"
+
+[metric]
+name = "score"
+goal = "minimize"
+
+[decision]
+baseline_runs = 3
+max_runs = 4
+{decision}
+{seeds}
+[space]
+SHIFT = {{ float = [-1.0, 1.0] }}
+"""
+
+
+class Said(SilentReporter):
+    """Keeps what the engine says to the user."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+
+def _task(tmp_path: Path, code: str, decision: str = "", seeds: str = "") -> Path:
+    repo = tmp_path / "task"
+    repo.mkdir()
+    (repo / "task.py").write_text(code if "SHIFT" in code else code + "SHIFT = 0.0\n")
+    (repo / "prepare.py").write_text("SPLIT_SEED = 7\n")
+    (repo / "ratchet.toml").write_text(TASK.format(decision=decision, seeds=seeds))
+    git(repo, "init", "-q")
+    commit_all(repo, "task")
+    return repo
+
+
+def _patch(repo: Path, old: str, new: str) -> str:
+    path = repo / "task.py"
+    original = path.read_text()
+    path.write_text(original.replace(old, new))
+    patch = git(repo, "diff")
+    path.write_text(original)
+    return patch
+
+
+def test_a_baseline_repeating_one_value_behind_a_fixed_seed_stops_the_study(
+        tmp_path: Path) -> None:
+    repo = _task(tmp_path, SEED_ONLY)
+    run = subprocess.run([sys.executable, "-m", "ratchet.cli", "run", "--plain",
+                          "--proposer", "random", "--max-experiments", "5"],
+                         cwd=repo, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    error = run.stderr.strip()
+    assert len(error.splitlines()) == 1, error
+    assert "the baseline's 3 runs all gave" in error
+    assert "task.py:2 random.seed(1234) fixes the seed" in error
+    assert "a gain could not be told from a lucky seed" in error
+    assert '[seeds] files = ["task.py"]' in error and "RATCHET_SEED" in error
+    assert "[decision] deterministic = true" in error
+    baseline, *rest = open_study(repo).experiments()
+    assert baseline.status == "void" and len(set(baseline.values)) == 1
+    assert len(baseline.seeds) == 3 and len(set(baseline.seeds)) == 3  # it had its seeds
+    assert all(e.status != "keep" for e in rest) and open_study(repo).best() is None
+
+
+def test_deterministic_true_keeps_a_repeating_baseline_and_goes_on(tmp_path: Path) -> None:
+    repo = _task(tmp_path, SEED_ONLY, decision="deterministic = true")
+    said = Said()
+    study = open_study(repo, "det", proposer="random", seed=1)
+    study.run(max_experiments=3, reporter=said)
+    baseline, *proposals = study.experiments()
+    assert baseline.status == "keep" and study.record.sigma == 0.0
+    assert len(proposals) == 2 and all(e.status in ("keep", "discard") for e in proposals)
+    assert said.messages == []
+
+
+def test_varied_seeds_make_runs_differ_and_are_recorded(tmp_path: Path) -> None:
+    repo = _task(tmp_path, SEEDED, seeds='[seeds]\nfiles = ["task.py"]\n')
+    study = open_study(repo, "varied", proposer="external")
+    seed_only = study.try_patch(_patch(repo, "SEED = 1234", "SEED = 137"), "a luckier seed")
+    baseline = study.experiments()[0]
+    assert baseline.status == "keep" and len(set(baseline.values)) == 3
+    assert len(baseline.seeds) == 3 and len(set(baseline.seeds)) == 3
+    assert study.record.sigma > 0
+    log = Path(baseline.log_path).read_text()
+    assert [f"==> ratchet: RATCHET_SEED={s}, written at task.py:3" for s in baseline.seeds] == \
+        [line for line in log.splitlines() if line.startswith("==> ratchet: RATCHET_SEED")]
+    assert seed_only.status == "void" and seed_only.values == []
+    assert seed_only.reason == "rejected before running: changes nothing but seed values " \
+                               "(task.py)"
+    assert (repo / "task.py").read_text() == SEEDED  # the user's code is never rewritten
+    # a real change beside a seed change is an experiment like any other
+    both = study.try_patch(_patch(repo, "SHIFT = 0.0", "SHIFT = -0.5"), "a shift")
+    assert both.status in ("keep", "discard") and len(both.seeds) == len(both.values) >= 1
+
+
+def test_a_lucky_value_with_a_tiny_jitter_is_never_kept(tmp_path: Path) -> None:
+    repo = _task(tmp_path, SEEDED, seeds='[seeds]\nfiles = ["task.py"]\n')
+    study = open_study(repo, "jitter", proposer="external")
+    lucky = study.try_patch(_patch(
+        repo, 'print(f"score: {random.gauss(SHIFT, 1.0)}")',
+        'print(f"score: {-3.0 + random.random() * 1e-4}")'), "a lucky draw, jittered")
+    assert lucky.status == "discard", (lucky.decision, lucky.values)
+    assert len(lucky.values) == 4 and len(set(lucky.values)) == 4  # four runs, all differ
+    assert "did not vary with their seeds" in lucky.decision["reason"]
+    assert lucky.decision["p_value"] is None  # never tested as if they were four draws
+    assert study.best().number == 0
+
+
+def test_a_value_that_ignores_the_varied_seeds_is_deterministic(tmp_path: Path) -> None:
+    repo = _task(tmp_path, 'SEED = 5\nprint("score: 1.0")\n',
+                 seeds='[seeds]\nfiles = ["task.py"]\n')
+    said = Said()
+    study = open_study(repo, "steady", proposer="random", seed=0)
+    study.run(max_experiments=2, reporter=said)
+    assert study.experiments()[0].status == "keep" and study.record.sigma == 0.0
+    assert said.messages == [
+        "the baseline's 3 runs all gave 1 although each had its own seed at task.py:1 "
+        "SEED = 5: its value does not depend on the seeds ratchet varies, so the study is "
+        "treated as deterministic (any gain is kept at once)"]
+
+
+def test_no_seed_anywhere_is_deterministic_and_says_how_to_make_it_explicit(
+        tmp_path: Path) -> None:
+    repo = _task(tmp_path, 'print("score: 1.0")\n')
+    said = Said()
+    study = open_study(repo, "plain", proposer="random", seed=0)
+    study.run(max_experiments=2, reporter=said)
+    assert study.experiments()[0].status == "keep"
+    assert said.messages == [
+        "the baseline's 3 runs all gave 1 and no hard-coded seed was found: treated as "
+        "deterministic (any gain is kept at once); say [decision] deterministic = true in "
+        "ratchet.toml to make it explicit"]
+
+
+def test_seed_files_never_name_a_protected_file(tmp_path: Path) -> None:
+    repo = _task(tmp_path, SEEDED)
+    with pytest.raises(ConfigError, match=r"^ratchet.toml: \[seeds\].files: 'prepare.py' is "
+                                          "protected"):
+        config_from_text(TASK.format(decision="", seeds='[seeds]\nfiles = ["prepare.py"]\n'),
+                         repo)
+    with pytest.raises(ConfigError, match="deterministic: must be true or false"):
+        config_from_text(TASK.format(decision='deterministic = "yes"', seeds=""), repo)
+    (repo / "ratchet.toml").write_text(TASK.format(decision="",
+                                                   seeds='[seeds]\nfiles = ["*.py"]\n'))
+    commit_all(repo, "every file's seeds")
+    with pytest.raises(ConfigError, match=r"\[seeds\].files: prepare.py is protected"):
+        open_study(repo, "glob", proposer="random").run(max_experiments=1)
+
+
+def test_seeds_round_trip_through_the_store(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    study = store.create_study(StudyRecord(name="s", task="t", repo_root="/r",
+                                           base_commit="abc", proposer="tpe"))
+    assert study.id is not None
+    added = store.add_experiment(Experiment(study_id=study.id, number=0, kind="baseline",
+                                            values=[1.0, 2.0], seeds=[11, 2**31 - 1]))
+    assert added is not None and added.seeds == [11, 2**31 - 1]
+    store.close()
+    (got,) = Store(f"sqlite:///{tmp_path / 'store.db'}").experiments(study.id)
+    assert (got.values, got.seeds) == ([1.0, 2.0], [11, 2**31 - 1])
