@@ -106,7 +106,9 @@ def test_a_reference_log_appears_in_the_report(make_repo: Callable[..., Path], t
     assert (ref["experiments"], ref["kept"] + 1, ref["final_best"]) == (126, 23, 0.969686)
     assert ref["crash_rate"] == pytest.approx(1 / 125)
     page = output.read_text()
-    assert "<td>reference: mar8</td><td>1</td><td>0.969686</td>" in page
+    assert "<h1>ratchet report: val_bpb (minimize)</h1>" in page  # the log's own metric
+    assert ("<td>mar8</td><td>reference: mar8</td><td>0.9979</td><td>0.969686</td><td>126</td>"
+            "<td>22</td>") in page
     assert "<td>0.8%</td>" in page  # its crash rate in the failures table
 
 

@@ -345,13 +345,13 @@ def _study_named(store: Store, name: str, option: str) -> StudyRecord:
 def _metric_of(studies: list[StudyRecord], references: list[StudyRecord],
                config: TaskConfig | None) -> tuple[str, str]:
     """The metric and goal a report speaks of: the reported studies' own task file's, else
-    the checkout's, else the first reference's."""
+    the first reference's as it was logged, else the checkout's."""
     if studies and metric_name(studies[0]):
         return str(metric_name(studies[0])), goal_of(studies[0])
-    if config is not None:
-        return config.metric.name, config.metric.goal
-    settings = references[0].settings
-    return str(settings.get("metric", "metric")), str(settings.get("goal", "minimize"))
+    settings = references[0].settings if references else {}
+    if "metric" in settings or config is None:
+        return str(settings.get("metric", "metric")), str(settings.get("goal", "minimize"))
+    return config.metric.name, config.metric.goal
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from ratchet.config import Param, TaskConfig
 from ratchet.errors import UsageError
+from ratchet.knobs.source import format_value
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 from ratchet.records import BASELINE, DISCARD, KEEP, PRUNED, SAMPLER_NAMES, Experiment
 
@@ -115,7 +116,7 @@ class ClassicalProposer(Proposer):
         # own, which differs by less than a ten-thousandth of the range).
         params = {k: rounded(self.distributions[k], v) for k, v in trial.params.items()}
         changed = {k: v for k, v in params.items() if context.base_values.get(k) != v}
-        summary = ", ".join(f"{k}={_short(v)}" for k, v in changed.items()) or "baseline values"
+        summary = _params(changed) or "baseline values"  # as the code will hold them
         return Proposal(description=f"{self.name}: {summary}", params=params,
                         trial_number=trial.number)
 
@@ -181,11 +182,17 @@ class ClassicalProposer(Proposer):
         reverse = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
         ranked = sorted(done, key=lambda t: t.value, reverse=reverse)[:top]  # type: ignore
         lines = [f"{self.name} sampler: {len(done)} completed trials."]
-        lines += ["Best configurations:"] + [f"- {t.value:.6g}: {_params(t.params)}"
+        lines += ["Best configurations:"] + [f"- {t.value:.6g}: {self._written(t.params)}"
                                              for t in ranked]
-        lines += ["Latest trials:"] + [f"- {t.value:.6g}: {_params(t.params)}"
+        lines += ["Latest trials:"] + [f"- {t.value:.6g}: {self._written(t.params)}"
                                        for t in done[-recent:]]
         return "\n".join(lines)
+
+
+    def _written(self, params: Mapping[str, Any]) -> str:
+        """A trial's values as the code got them (rounded to what their range needs)."""
+        return _params({k: rounded(self.distributions[k], v) if k in self.distributions else v
+                        for k, v in params.items()})
 
 
 def rounded(dist: BaseDistribution, value: Any) -> Any:
@@ -214,8 +221,5 @@ def _fits(params: Mapping[str, Any], distributions: Mapping[str, BaseDistributio
 
 
 def _params(params: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={_short(v)}" for k, v in params.items())
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else repr(value)
+    """Knob values as the files will hold them (`beta2=0.95192`, never rounded for show)."""
+    return ", ".join(f"{k}={format_value(v)}" for k, v in params.items())

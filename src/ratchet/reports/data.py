@@ -57,6 +57,8 @@ class StudySummary:
     best_curve: list[float | None]  # after experiment 0, 1, 2, ...
     dollars: list[float]  # cumulative, after each experiment
     holdout: list[dict[str, Any]] = field(default_factory=list)
+    # Its kept experiments in order (baseline first): number, value, scope, description
+    kept_chain: list[dict[str, Any]] = field(default_factory=list)
 
 
 def summarize(record: StudyRecord, experiments: Sequence[Experiment], minimize: bool,
@@ -99,7 +101,10 @@ def summarize(record: StudyRecord, experiments: Sequence[Experiment], minimize: 
         tokens_usd=sum(e.llm_usd for e in experiments),
         best_curve=curve, dollars=dollars,
         holdout=[{"number": e.number, "value": e.value, "holdout": e.holdout}
-                 for e in experiments if e.status == KEEP and e.holdout is not None])
+                 for e in experiments if e.status == KEEP and e.holdout is not None],
+        kept_chain=[{"number": e.number, "value": e.value, "scope": e.scope,
+                     "description": e.description}
+                    for e in experiments if e.status == KEEP and e.value is not None])
 
 
 def _rate(experiments: Sequence[Experiment], status: str) -> float:
@@ -138,7 +143,9 @@ def dollar_curve(summaries: Sequence[StudySummary]) -> dict[str, list[float | No
 
 
 def report_data(store: Store, studies: Sequence[StudyRecord], references: Sequence[StudyRecord],
-                metric: str, goal: str) -> dict[str, Any]:
+                metric: str, goal: str, bench: str | None = None) -> dict[str, Any]:
+    """The report's numbers: of a bench's studies (its name given: methods across seeds), or
+    of studies each on its own (the latest study, say), with reference studies beside."""
     minimize = goal == "minimize"
     summaries = [summarize(r, store.experiments(r.id or 0), minimize) for r in studies]
     refs = [summarize(r, store.experiments(r.id or 0),
@@ -152,7 +159,7 @@ def report_data(store: Store, studies: Sequence[StudyRecord], references: Sequen
     table, comparisons = horizon_stats(runs)
     pairs = sorted({(c.a, c.b) for c in comparisons})
     return {
-        "metric": metric, "goal": goal,
+        "metric": metric, "goal": goal, "bench": bench,
         "methods": {m: _method(group) for m, group in methods.items()},
         "studies": [asdict(s) for s in summaries],
         "references": [asdict(s) for s in refs],

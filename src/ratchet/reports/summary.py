@@ -68,6 +68,12 @@ def goal_of(record: StudyRecord) -> str:
     return str(goal) if goal in ("minimize", "maximize") else "minimize"
 
 
+def metric_name(record: StudyRecord) -> str | None:
+    """The study's metric, from the task file it froze (None when it has none)."""
+    name = _metric_section(record).get("name")
+    return name if isinstance(name, str) and name else None
+
+
 def _metric_section(record: StudyRecord) -> dict[str, Any]:
     """The `[metric]` table of the task file the study froze; empty when it has none."""
     if not record.config:
