@@ -108,6 +108,27 @@ def test_the_config_file_on_the_command_line_owns_its_knobs() -> None:
     assert found.run_files == ["train.py", "config/train_shakespeare_char.py", "configurator.py"]
 
 
+def test_a_protected_config_on_the_command_line_leaves_its_names_to_nobody() -> None:
+    files = {**python_files(NANOGPT),
+             "config/eval_gpt2.py": "batch_size = 8\neval_only = True\nlearning_rate = 1.0\n"}
+    found = survey(files, command="python train.py config/eval_gpt2.py")
+    assert "config/eval_gpt2.py" in found.protected
+    names = {k.name for k in found.knobs}
+    assert "learning_rate" not in names and "dropout" in names
+    reasons = {h.knob.name: h.reason for h in found.held_back}
+    assert reasons["learning_rate"] == "its value comes from config/eval_gpt2.py, which is " \
+        "protected"
+
+
+def test_names_printed_mid_line_with_or_without_spaces() -> None:
+    text = 'print(f"epoch {e}: train_loss={a:.3f} val_acc={b:.3f}")\n'
+    found = printnames.printed_in("train.py", text)
+    assert [p.name for p in found] == ["train_loss", "val_acc"]
+    chosen = printnames.choose(found)
+    assert chosen.name == "val_acc" and chosen.goal == "maximize"
+    assert re.search(chosen.pattern, "epoch 3: train_loss=0.5 val_acc=0.912")["value"] == "0.912"
+
+
 @pytest.mark.parametrize("name,goal", [
     ("val_loss", "minimize"), ("val loss", "minimize"), ("accuracy", "maximize"),
     ("top1_acc", "maximize"), ("valAcc", "maximize"), ("f1", "maximize"), ("mse", "minimize"),

@@ -53,17 +53,26 @@ def owners(knobs: Iterable[Knob], command: CommandLine,
            protected: Iterable[str] = ()) -> dict[str, Knob]:
     """The definition of each name that a rewrite must change: the last config file of the
     command that sets it, else the command's script, else the first in path order; never a
-    file of `protected`."""
+    file of `protected`. A name whose value the run takes from a protected file (a protected
+    config on the command line) has no owner: no rewrite could change what runs."""
     protected = tuple(protected)
+    return {name: knob for name, knob in sources_of_values(knobs, command, protected).items()
+            if not matches_any(knob.path, protected)}
+
+
+def sources_of_values(knobs: Iterable[Knob], command: CommandLine,
+                      protected: tuple[str, ...] = ()) -> dict[str, Knob]:
+    """The definition each name's value comes from in a run, protected or not (a protected
+    file that the command does not run never decides a name by path order)."""
     rank = {path: i for i, path in enumerate(command.config_files)}  # later runs later: wins
     best: dict[str, tuple[tuple[int, int], Knob]] = {}
     for order, knob in enumerate(knobs):
-        if matches_any(knob.path, protected):
-            continue
         if knob.path in rank:
             key = (0, -rank[knob.path])
         elif knob.path == command.script:
             key = (1, 0)
+        elif matches_any(knob.path, protected):
+            continue
         else:
             key = (2, order)
         if knob.name not in best or key < best[knob.name][0]:
@@ -92,6 +101,11 @@ def check_space(config: TaskConfig, sources: Mapping[str, str]) -> None:
                              "take it off the command line to search it")
         if name in knobs:
             continue
+        source = sources_of_values(every, command, config.protected).get(name)
+        if source is not None:
+            raise UsageError(f"ratchet.toml: [space].{name}: the run takes its value from "
+                             f"{source.path}, which is protected: ratchet never rewrites a "
+                             "protected file")
         held = sorted({k.path for k in every if k.name == name})
         if held:
             raise UsageError(f"ratchet.toml: [space].{name}: only in {', '.join(held)}, which "

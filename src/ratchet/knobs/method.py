@@ -99,9 +99,11 @@ def held_back_reason(name: str, stepped: bool, command: CommandLine = _NO_COMMAN
     lower = name.lower()
     if "seed" in lower:
         return SEED
-    if changed and name in changed:  # best_val_loss is loop state before it is a val setting
+    changed = changed or {}
+    if changed.get(name, "").startswith(LOOP_STATE):  # best_val_loss: loop state, no val size
         return changed[name]
-    return _named_reason(lower, tokens) or _compute_reason(lower, tokens, stepped)
+    return _named_reason(lower, tokens) or _compute_reason(lower, tokens, stepped) \
+        or changed.get(name)
 
 
 def _named_reason(lower: str, tokens: set[str]) -> str | None:
@@ -166,7 +168,8 @@ def reassigned(files: Mapping[str, str]) -> dict[str, str]:
                 first.add(name)
                 continue
             for target, line, how in _stores(node, in_loop=False, in_block=False):
-                found.setdefault(target, f"{how} ({path}:{line})")
+                if not found.get(target, "").startswith(LOOP_STATE):  # a loop says most
+                    found[target] = f"{how} ({path}:{line})"
         for function in _functions(tree):
             for target, line in _global_stores(function):
                 found.setdefault(target, f"{LOOP_STATE} ({path}:{line}, in a function)")

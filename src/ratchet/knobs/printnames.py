@@ -24,7 +24,7 @@ _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # A metric line a script prints: print(f"val_bpb: {x}") or print("accuracy", acc).
 PRINTED_AT_START = re.compile(r"""print\(\s*f?["']\s*([A-Za-z_][\w./-]*)\s*[:=]?\s*["'{ ]""")
 # A name printed before a value mid-line: `val loss {x}`, `acc={a}`.
-PRINTED_MID_LINE = re.compile(r"""(?<![\w{])([A-Za-z_]\w*(?: [A-Za-z_]\w*)?) ?[:=]? \{""")
+PRINTED_MID_LINE = re.compile(r"""(?<![\w{])([A-Za-z_]\w*(?: [A-Za-z_]\w*)?) ?[:=]? ?\{""")
 
 
 @dataclass(frozen=True)

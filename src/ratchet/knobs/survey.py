@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ratchet.globs import matches_any
 from ratchet.knobs import printnames
-from ratchet.knobs.catalog import owners
+from ratchet.knobs.catalog import owners, sources_of_values
 from ratchet.knobs.command import CommandLine, read_command
 from ratchet.knobs.method import HeldBack, method_space
 from ratchet.knobs.reach import reached
@@ -121,21 +121,24 @@ def survey(files: Mapping[str, str], others: frozenset[str] = frozenset(),
         line = read_command(_command(files, main, edited_in_evaluate), files)
     run_files = _run_files(files, main, evaluate, line)
     knob_files = _knob_files(files, main, others, line)
-    owned = owners(_definitions(files, editable, knob_files), line, sorted(scoring))
+    every = _definitions(files, editable, knob_files)
+    owned = owners(every, line, sorted(scoring))
     space, held = method_space(sorted(owned.values(), key=lambda k: (k.path, k.line)),
                                {p: files[p] for p in run_files}, line, budgeted)
+    held += _set_by_protected(every, line, scoring, owned)
+    metric = _metric(files, reached(evaluate, files) if evaluate else run_files,
+                     evaluate or main, None if evaluate else _last(observations))
     return Survey(
         main=main, editable=_editable(editable, knob_files), protected=sorted(scoring),
-        evaluate=evaluate, command=line.text or None,
-        metric=_metric(files, reached(evaluate, files) if evaluate else run_files,
-                       evaluate or main, None if evaluate else _last(observations)),
+        evaluate=evaluate, command=line.text or None, metric=metric,
         knob_files=knob_files, edited_in_evaluate=edited_in_evaluate, knobs=space,
         held_back=held, program="program.md" if "program.md" in others else None,
         command_line=line, command_given=command is not None, run_files=run_files,
         config_choices=_config_choices(files, main, scoring, line),
         read_only=_read_only(files, run_files, untracked, observations),
         seeds=[s for p in run_files if p not in scoring for s in find_seeds(files[p], p)],
-        fixed_seed=_fixed_seed(_last(observations)), observations=tuple(observations))
+        fixed_seed=_fixed_seed(_last(observations), metric),
+        observations=tuple(observations))
 
 
 def _last(observations: Sequence[Observation]) -> Observation | None:
@@ -150,6 +153,14 @@ def _run_files(files: Mapping[str, str], main: str | None, evaluate: str | None,
     if evaluate:
         found += [p for p in reached(evaluate, files) if p not in found]
     return found
+
+
+def _set_by_protected(every: list[Knob], line: CommandLine, scoring: set[str],
+                      owned: Mapping[str, Knob]) -> list[HeldBack]:
+    """Names the run takes from a protected config file the command passes."""
+    values = sources_of_values(every, line, tuple(sorted(scoring)))
+    return [HeldBack(k, f"its value comes from {k.path}, which is protected")
+            for name, k in values.items() if name not in owned]
 
 
 def _definitions(files: Mapping[str, str], editable: list[str],
@@ -209,8 +220,9 @@ def _config_choices(files: Mapping[str, str], main: str | None, scoring: set[str
     if main is None or line.config_files or "sys.argv" not in "".join(
             files[p] for p in reached(main, files)):
         return []
-    return sorted(p for p in files if PurePosixPath(p).parts[0] in _CONFIG_DIRS
-                  and p not in scoring and len(PurePosixPath(p).parts) == 2)
+    found = [p for p in files if PurePosixPath(p).parts[0] in _CONFIG_DIRS
+             and p not in scoring and len(PurePosixPath(p).parts) == 2]
+    return sorted(found, key=lambda p: (not PurePosixPath(p).stem.startswith("train"), p))
 
 
 def _scoring_files(files: Mapping[str, str]) -> set[str]:
@@ -356,13 +368,12 @@ def _few(paths: list[str], most: int = 3) -> str:
     return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
 
-def _fixed_seed(observation: Observation | None) -> list[str]:
-    """The names completed runs printed alike although each had its own RATCHET_SEED."""
-    if observation is None:
+def _fixed_seed(observation: Observation | None, metric: Metric | None) -> list[str]:
+    """The metric, as printed, when completed runs printed it alike although each had its
+    own RATCHET_SEED (settings echoed alike say nothing of a seed)."""
+    if observation is None or metric is None or not metric.observed:
         return []
-    printed = observation.printed()
-    return [n for n in observation.identical()
-            if any(v != int(v) for v in printed.get(n, []) if v == v and abs(v) != float("inf"))]
+    return [n for n in observation.identical() if n.replace(" ", "_") == metric.name]
 
 
 def _parse(text: str) -> ast.Module | None:
