@@ -13,7 +13,7 @@ from conftest import commit_all, git
 
 from ratchet.config import config_from_text
 from ratchet.engine import SilentReporter
-from ratchet.errors import ConfigError
+from ratchet.errors import ConfigError, RatchetError
 from ratchet.knobs.seeds import SeedSite, find_seeds, only_seeds_differ, rewrite_seeds
 from ratchet.records import Experiment, StudyRecord
 from ratchet.store.database import Store
@@ -311,3 +311,18 @@ def test_seeds_round_trip_through_the_store(tmp_path: Path) -> None:
     store.close()
     (got,) = Store(f"sqlite:///{tmp_path / 'store.db'}").experiments(study.id)
     assert (got.values, got.seeds) == ([1.0, 2.0], [11, 2**31 - 1])
+
+
+def test_the_study_starts_again_once_its_seed_is_varied(tmp_path: Path) -> None:
+    """The stopped baseline was never kept, so the fix in ratchet.toml restarts the study."""
+    repo = _task(tmp_path, SEED_ONLY)
+    with pytest.raises(RatchetError, match=r"task.py:2 random.seed\(1234\) fixes the seed"):
+        open_study(repo, "again", proposer="random", seed=0).run(max_experiments=3)
+    (repo / "ratchet.toml").write_text(TASK.format(decision="",
+                                                   seeds='[seeds]\nfiles = ["task.py"]\n'))
+    commit_all(repo, "vary the seed")
+    study = open_study(repo, "again")
+    study.run(max_experiments=3)
+    baselines = [e for e in study.experiments() if e.kind == "baseline"]
+    assert [b.status for b in baselines] == ["void", "keep"]
+    assert len(set(baselines[-1].values)) == 3 and study.record.sigma > 0
