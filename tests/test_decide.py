@@ -15,13 +15,16 @@ from ratchet.decide import (
     KEEP,
     REMEASURE,
     RERUN,
+    BaselineVerdict,
     Noise,
+    baseline_verdict,
     decide,
     explain,
     pooled_noise,
 )
 
 NOISE_AWARE = DecisionConfig(rule="noise-aware", baseline_runs=3, max_runs=6, alpha=0.05)
+NOISE_AWARE_8 = DecisionConfig(rule="noise-aware", baseline_runs=4, max_runs=8, alpha=0.05)
 GREEDY = DecisionConfig(rule="greedy", baseline_runs=1)
 WELL_MEASURED = Noise(sigma=0.01, df=60)
 
@@ -165,3 +168,49 @@ def test_never_keeps_a_candidate_that_is_not_better_on_average(
         assert len(values) >= NOISE_AWARE.max_runs or noise.sigma == 0 or noise.df == 0
     if d.verdict == RERUN:
         assert len(values) < NOISE_AWARE.max_runs
+
+
+def test_runs_steadier_than_the_noise_allows_repeat_one_draw() -> None:
+    """A lucky value with a jitter of a third of σ on top: wider than a tenth of σ, but eight
+    runs that steady have a chi-square p far below 0.01; they are never kept, and they do not
+    talk the noise down. Honest runs with the same mean are judged on their test."""
+    rng = random.Random(5)
+    noise = Noise(sigma=1.0, df=60)
+    best = [rng.gauss(0.0, 1.0) for _ in range(8)]
+    jittered = [-2.5 + 0.3 * rng.gauss(0.0, 1.0) for _ in range(8)]
+    assert statistics.pstdev(jittered) > 0.1  # not caught by the spread alone
+    d = decide(jittered, best, True, NOISE_AWARE_8, noise)
+    assert d.verdict == DISCARD and "did not vary with their seeds" in d.reason
+    honest = [statistics.fmean(jittered) + x for x in (1.1, -0.9, 0.8, -1.2, 0.3, -0.2, 1.4,
+                                                        -1.3)]
+    assert decide(honest, best, True, NOISE_AWARE_8, noise).verdict == KEEP
+    groups = [[rng.gauss(0.0, 1.0) for _ in range(4)] for _ in range(10)]
+    assert pooled_noise([*groups, jittered]) == pooled_noise(groups)
+
+
+def test_the_repeat_check_waits_for_the_runs_a_keep_is_decided_on() -> None:
+    """Two honest runs fall within a tenth of σ of each other one time in nine: checked then,
+    a real gain would be lost that often; it is checked where a keep would be decided."""
+    noise = Noise(sigma=1.0, df=60)
+    d = decide([-3.0, -3.01], [0.1, -0.1, 0.0], True, NOISE_AWARE_8, noise)
+    assert d.verdict == RERUN
+
+
+def test_a_baseline_repeating_one_value_is_judged_by_what_varied_it() -> None:
+    same, varied = [0.5, 0.5, 0.5], ["task.py:3 SEED = 1"]
+    fixed = ["train.py:106 torch.manual_seed(1337 + seed_offset)"]
+    assert baseline_verdict([0.5, 0.6], False, [], fixed) == BaselineVerdict(keep=True)
+    assert baseline_verdict(same, True, [], fixed) == BaselineVerdict(keep=True)
+    kept = baseline_verdict(same, False, varied, fixed)
+    assert kept.keep and "does not depend on the seeds ratchet varies" in kept.message
+    stopped = baseline_verdict(same, False, [], fixed + ["b.py:1 SEED = 2"], "train.py")
+    assert not stopped.keep and stopped.message == (
+        "the baseline's 3 runs all gave 0.5, and train.py:106 torch.manual_seed(1337 + "
+        "seed_offset) (and 1 more) fixes the seed: the noise across seeds is invisible, so a "
+        "gain could not be told from a lucky seed; fix: [seeds] files = [\"train.py\"] "
+        "(ratchet varies it per run), read RATCHET_SEED in the code, or declare [decision] "
+        "deterministic = true")
+    in_protected = baseline_verdict(same, False, [], fixed, None)
+    assert not in_protected.keep and "[seeds]" not in in_protected.message
+    plain = baseline_verdict(same, False, [], [])
+    assert plain.keep and "no hard-coded seed was found" in plain.message
