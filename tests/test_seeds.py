@@ -326,3 +326,9 @@ def test_the_study_starts_again_once_its_seed_is_varied(tmp_path: Path) -> None:
     baselines = [e for e in study.experiments() if e.kind == "baseline"]
     assert [b.status for b in baselines] == ["void", "keep"]
     assert len(set(baselines[-1].values)) == 3 and study.record.sigma > 0
+
+
+def test_code_nested_too_deeply_to_compare_is_no_seed_change() -> None:
+    deep = "SEED = 1\nx = " + " + ".join(["1"] * 1500) + "\n"  # parses; ast.dump recurses
+    assert not only_seeds_differ(deep, deep.replace("SEED = 1", "SEED = 2"), "a.py")
+    assert [s.code for s in find_seeds(deep, "a.py")] == ["SEED = 1"]  # found all the same

@@ -6,7 +6,6 @@ executors and the proposers see this and nothing above it.
 
 from __future__ import annotations
 
-import ast
 import os
 import shlex
 from collections.abc import Iterable, Mapping
@@ -23,7 +22,7 @@ from ratchet.execute.workspace import Candidate, CandidateBuilder, one_line, stu
 from ratchet.globs import matches_any
 from ratchet.knobs import catalog
 from ratchet.knobs.scope import OUTSIDE, classify
-from ratchet.knobs.seeds import SeedSite, find_seeds, only_seeds_differ
+from ratchet.knobs.seeds import SeedSite, find_seeds, only_seeds_differ, same_code
 from ratchet.knobs.source import Knob
 from ratchet.records import Experiment, StudyRecord
 from ratchet.store.database import STATE_DIR, Store, sqlite_files
@@ -275,16 +274,8 @@ def _refuse_seed_only(old: Mapping[str, str | None], new: Mapping[str, str | Non
                       for p in old):
         return
     reseeded = [p for p in old if only_seeds_differ(old[p] or "", new[p] or "", p)]
-    if reseeded and all(p in reseeded or _same_code(old[p] or "", new[p] or "") for p in old):
+    if reseeded and all(p in reseeded or same_code(old[p] or "", new[p] or "") for p in old):
         raise PatchRejected(f"changes nothing but seed values ({', '.join(reseeded)})")
-
-
-def _same_code(old: str, new: str) -> bool:
-    """Two sources that parse to the same tree (comments and formatting aside)."""
-    try:
-        return ast.dump(ast.parse(old)) == ast.dump(ast.parse(new))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
 
 
 def check_read_only(config: TaskConfig) -> None:

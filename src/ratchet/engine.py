@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import queue
-import secrets
 import signal
 import socket
 import threading
@@ -45,6 +44,7 @@ from ratchet.execute.process import kill_group
 from ratchet.execute.workspace import run_failure
 from ratchet.fidelity import Promotion, next_horizon, screening_cost
 from ratchet.fidelity import judge as judge_promotion
+from ratchet.knobs.seeds import draw_seed
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 from ratchet.pruning import RunJudge, references, unspent_s
 from ratchet.records import (
@@ -67,9 +67,6 @@ HEARTBEAT_S = 5.0
 # because a driver busy in a long proposal (an agent's episode) still heartbeats from a thread.
 STALE_AFTER_S = 60.0
 VIEW_REFRESH_S = 1.0
-# Each run's RATCHET_SEED is drawn below this: every seeding API takes it (NumPy's legacy seed
-# wants less than 2**32), with room for the offsets code adds (`1337 + seed_offset`).
-SEED_LIMIT = 2**31
 
 
 @dataclass(frozen=True)
@@ -373,7 +370,7 @@ class Engine:
                   on_start=lambda pgid: self._run_started(experiment, pgid),
                   monitor=None if horizon < 1.0 else self._run_judge(experiment),
                   horizon=horizon, predict_budget_s=self._predict_budget(experiment),
-                  seed=secrets.randbelow(SEED_LIMIT))
+                  seed=draw_seed())
         self.in_flight[self.executor.submit(job)] = experiment
 
     def _horizon(self, experiment: Experiment) -> float:

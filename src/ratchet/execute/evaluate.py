@@ -37,7 +37,7 @@ from ratchet.execute.watch import StepMonitor, StepWatcher
 from ratchet.execute.workspace import digest_changes, protected_digest, run_failure
 from ratchet.flags import FlagsError, fill, read_flags
 from ratchet.globs import matches_any
-from ratchet.knobs.seeds import SEED_VARIABLE, find_seeds, rewrite_seeds
+from ratchet.knobs.seeds import SEED_VARIABLE, draw_seed, find_seeds, rewrite_seeds
 from ratchet.steps import Curve
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
@@ -207,15 +207,15 @@ class Evaluator:
         """One run of the code in `worktree`; `monitor`, if given, sees its intermediate
         values as they come and may stop it (status `pruned`); the predict process, if the
         task has one, may use `predict_budget_s` of CPU (the edited model must not train
-        where the command phase's budget does not reach). `seed` is the run's own: every
-        phase sees it as RATCHET_SEED, and the hard-coded seeds of the `[seeds] files` are
-        rewritten to it in the command phase's copy of the code."""
+        where the command phase's budget does not reach). `seed` is the run's own (drawn here
+        when not given): every phase sees it as RATCHET_SEED, and the hard-coded seeds of the
+        `[seeds] files` are rewritten to it in the command phase's copy of the code."""
         cfg = self.config
         env = {**self.environment(), **(extra_env or {}), HORIZON_VARIABLE: f"{horizon:g}"}
         if cfg.budget_s is not None:
             env[BUDGET_VARIABLE] = f"{cfg.budget_s * horizon:g}"
-        if seed is not None:
-            env[SEED_VARIABLE] = str(seed)
+        seed = draw_seed() if seed is None else seed
+        env[SEED_VARIABLE] = str(seed)
         # A shorter horizon keeps the whole timeout: start-up and evaluation do not shrink.
         deadline = time.monotonic() + cfg.timeout_s * max(horizon, 1.0)
         expected = protected_digest(worktree, cfg.protected)
@@ -227,7 +227,7 @@ class Evaluator:
             return result
         committed = _committed_copy(worktree) if cfg.evaluate else None
         try:
-            if seed is not None and cfg.seed_files:  # the committed copy keeps its seeds
+            if cfg.seed_files:  # the committed copy keeps its seeds
                 self._vary_seeds(worktree, seed, log)
             self._run_phases(result, command, worktree, committed, env, deadline, log, runner,
                              monitor, expected, predict_budget_s)

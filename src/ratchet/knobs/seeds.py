@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import io
 import re
+import secrets
 import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ SEEDING_CALLS = frozenset({
 _RANDOM_MODULES = frozenset({"random", "jr", "jrandom"})
 _SEED_NAME = re.compile("seed", re.IGNORECASE)
 SEED_VARIABLE = "RATCHET_SEED"  # the run's own seed, in its environment
+# A run's seed is drawn below this: every seeding API takes it (NumPy's legacy seed wants less
+# than 2**32), with room for the offsets code adds (`1337 + seed_offset`).
+SEED_LIMIT = 2**31
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ class _Found:
     col: int
     kind: str
     literals: tuple[ast.expr, ...]
+
+
+def draw_seed() -> int:
+    """A run's own seed, drawn so that no proposer can know it ahead of the run."""
+    return secrets.randbelow(SEED_LIMIT)
 
 
 def find_seeds(text: str, path: str) -> list[SeedSite]:
@@ -88,13 +97,28 @@ def rewrite_seeds(text: str, path: str, seed: int) -> str:
 def only_seeds_differ(old: str, new: str, path: str) -> bool:
     """True when the two sources' parsed trees differ, and no longer do once every seed
     literal is blanked: a change of seed values and nothing else (comments and formatting
-    never count)."""
-    before, after = _parse(old), _parse(new)
-    if before is None or after is None or ast.dump(before) == ast.dump(after):
+    never count). Code too deeply nested to compare is never called a seed-only change."""
+    before, after = _dump(old), _dump(new)
+    if before is None or after is None or before == after:
         return False
-    blank_old, blank_new = _parse(rewrite_seeds(old, path, 0)), _parse(rewrite_seeds(new, path, 0))
-    return blank_old is not None and blank_new is not None and \
-        ast.dump(blank_old) == ast.dump(blank_new)
+    blank_old, blank_new = _dump(rewrite_seeds(old, path, 0)), _dump(rewrite_seeds(new, path, 0))
+    return blank_old is not None and blank_old == blank_new
+
+
+def same_code(old: str, new: str) -> bool:
+    """Two sources that parse to the same tree (comments and formatting aside)."""
+    before = _dump(old)
+    return before is not None and before == _dump(new)
+
+
+def _dump(text: str) -> str | None:
+    """The parsed tree as text, for comparison; None where it does not parse or nests too
+    deeply to walk (`ast.dump` recurses)."""
+    tree = _parse(text)
+    try:
+        return ast.dump(tree) if tree is not None else None
+    except (RecursionError, MemoryError):
+        return None
 
 
 def _parse(text: str) -> ast.Module | None:
@@ -127,31 +151,31 @@ def _without_comment(code: str) -> str:
 
 
 def _found(tree: ast.Module) -> list[_Found]:
-    try:
-        found = list(_walk_sites(tree))
-    except RecursionError:
-        return []
-    return sorted(found, key=lambda f: (f.line, f.col))
+    return sorted(_walk_sites(tree), key=lambda f: (f.line, f.col))
 
 
 def _walk_sites(tree: ast.Module) -> Iterator[_Found]:
-    for node in ast.walk(tree):
-        if _mentions_run_seed(node):
+    for node in ast.walk(tree):  # iterative: any depth
+        try:
+            found = _site(node)
+        except RecursionError:  # a value nested too deeply to read: no seed there
             continue
-        if isinstance(node, ast.Call):
-            literals, kind = _call_literals(node)
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            literals, kind = _assignment_literals(node), "assignment"
-        else:
-            continue
-        if literals:
-            yield _Found(node.lineno, node.col_offset, kind, tuple(literals))
+        if found is not None:
+            yield found
+
+
+def _site(node: ast.AST) -> _Found | None:
+    if not isinstance(node, ast.Call | ast.Assign | ast.AnnAssign) or _mentions_run_seed(node):
+        return None
+    if isinstance(node, ast.Call):
+        literals, kind = _call_literals(node)
+    else:
+        literals, kind = _assignment_literals(node), "assignment"
+    return _Found(node.lineno, node.col_offset, kind, tuple(literals)) if literals else None
 
 
 def _mentions_run_seed(node: ast.AST) -> bool:
     """A call or assignment that reads RATCHET_SEED has no hard-coded seed to vary."""
-    if not isinstance(node, ast.Call | ast.Assign | ast.AnnAssign):
-        return False
     return any(isinstance(n, ast.Constant) and isinstance(n.value, str) and SEED_VARIABLE in n.value
                for n in ast.walk(node))
 
