@@ -13,7 +13,7 @@ from conftest import commit_all, git
 
 from ratchet.config import config_from_text
 from ratchet.engine import SilentReporter
-from ratchet.errors import ConfigError, RatchetError
+from ratchet.errors import ConfigError, PatchRejected, RatchetError
 from ratchet.knobs.seeds import SeedSite, find_seeds, only_seeds_differ, rewrite_seeds
 from ratchet.records import Experiment, StudyRecord
 from ratchet.store.database import Store
@@ -332,3 +332,20 @@ def test_code_nested_too_deeply_to_compare_is_no_seed_change() -> None:
     deep = "SEED = 1\nx = " + " + ".join(["1"] * 1500) + "\n"  # parses; ast.dump recurses
     assert not only_seeds_differ(deep, deep.replace("SEED = 1", "SEED = 2"), "a.py")
     assert [s.code for s in find_seeds(deep, "a.py")] == ["SEED = 1"]  # found all the same
+
+
+def test_a_sampler_setting_nothing_but_a_seed_knob_proposes_no_experiment(
+        tmp_path: Path) -> None:
+    repo = _task(tmp_path, SEEDED)
+    toml = (repo / "ratchet.toml").read_text()
+    (repo / "ratchet.toml").write_text(toml + "SEED = { int = [0, 100] }\n")
+    commit_all(repo, "a seed in the space")
+    context = open_study(repo, "knobs", proposer="random").context
+    base = context.record.base_commit
+    with pytest.raises(PatchRejected, match=r"^changes nothing but seed values \(task.py\)$"):
+        context.build_candidate(Experiment(study_id=context.id, number=1, kind="proposal",
+                                           parent_commit=base, params={"SEED": 7}))
+    _, scope = context.build_candidate(Experiment(
+        study_id=context.id, number=2, kind="proposal", parent_commit=base,
+        params={"SEED": 7, "SHIFT": 0.25}))
+    assert scope == "in"
