@@ -184,10 +184,13 @@ def test_a_time_budget_makes_batch_and_model_sizes_fair() -> None:
     ("torchrun --standalone --nproc_per_node=4 train.py config/x.py", "train.py",
      ("config/x.py",), {}),
     ("python prepare.py && python -m pkg.train --lr={lr}", "pkg/train.py", (), {}),
-    ("make all", None, (), {})])
+    ("make all", None, (), {}),
+    ("python -m torch.distributed.run --nproc_per_node=2 train.py --compile=False", "train.py",
+     (), {"compile": "False"})])
 def test_reading_a_command(command: str, script: str | None, configs: tuple[str, ...],
                            overrides: dict[str, str]) -> None:
-    line = read_command(command)
+    line = read_command(command, ["train.py", "config/a.py", "config/b.py", "config/x.py",
+                                  "pkg/train.py"])
     assert (line.script, line.config_files, line.overrides) == (script, configs, overrides)
 
 

@@ -40,7 +40,7 @@ def find_in(path: str, text: str, config: TaskConfig) -> list[Knob]:
 
 def knobs_in(sources: Mapping[str, str], config: TaskConfig) -> dict[str, Knob]:
     """Knobs by name across files, each in the file the run takes its value from."""
-    return owners(definitions(sources, config), read_command(config.command),
+    return owners(definitions(sources, config), read_command(config.command, sources),
                   config.protected)
 
 
@@ -90,7 +90,7 @@ def rewrite(path: str, text: str, values: Mapping[str, Any]) -> str:
 def check_space(config: TaskConfig, sources: Mapping[str, str]) -> None:
     """Every `[space]` name must be a knob a rewrite can change: in an editable file that is
     not protected, and not fixed on the command line (`--lr=0.1` beats every file)."""
-    command = read_command(config.command)
+    command = read_command(config.command, sources)
     every = definitions(sources, config)
     knobs = owners(every, command, config.protected)
     for param in config.space:

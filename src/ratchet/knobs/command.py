@@ -80,7 +80,10 @@ def _read_segment(words: list[str], files: Collection[str]) -> tuple[str, list[s
             continue
         if word == "-m" and i + 1 < len(words):
             module = _module_path(words[i + 1], files)
-            return (module, words[i + 2:]) if module else None
+            if module:
+                return module, words[i + 2:]
+            skip = True  # a launcher module (torch.distributed.run): its script comes next
+            continue
         if word in _VALUE_OPTIONS:
             skip = True
         elif _ENV_ASSIGNMENT.match(word) or word.startswith("-"):
