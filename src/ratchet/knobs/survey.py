@@ -22,6 +22,7 @@ from ratchet.globs import matches_any
 from ratchet.knobs import printnames
 from ratchet.knobs.catalog import owners, sources_of_values
 from ratchet.knobs.command import CommandLine, read_command
+from ratchet.knobs.datadirs import ReadOnly, read_only
 from ratchet.knobs.method import HeldBack, method_space
 from ratchet.knobs.reach import reached
 from ratchet.knobs.seeds import SeedSite, find_seeds
@@ -40,12 +41,7 @@ _MAIN_SCRIPTS = ("train.py", "main.py", "run.py", "model.py")
 _CONFIG_DIRS = ("config", "configs", "conf")
 # A config file that sets one of these configures an evaluation, not a training run.
 _EVAL_SWITCHES = ("eval_only", "evaluate_only", "do_eval_only")
-# Folders never mounted for data: environments, caches of tools, outputs.
-_NOT_DATA = frozenset({".git", ".venv", "venv", "env", "__pycache__", ".ratchet", "node_modules",
-                       ".ipynb_checkpoints", ".idea", ".vscode", ".pytest_cache", ".mypy_cache",
-                       ".ruff_cache", "build", "dist"})
-_OUTPUT_WORDS = frozenset({"out", "output", "outputs", "save", "log", "logs", "ckpt",
-                           "checkpoint", "checkpoints", "results", "runs", "wandb"})
+
 
 
 @dataclass(frozen=True)
@@ -55,15 +51,6 @@ class Metric:
     where: str  # the file that prints it
     pattern: str | None = None  # for a metric printed mid-line, as nanoGPT's `val loss 2.1`
     observed: bool = False  # seen in an observed run's output, not only in the code
-
-
-@dataclass(frozen=True)
-class ReadOnly:
-    """A `[sandbox] read_only` entry: data the run reads that the commit lacks."""
-
-    path: str
-    why: str
-    observed: bool
 
 
 @dataclass
@@ -135,7 +122,7 @@ def survey(files: Mapping[str, str], others: frozenset[str] = frozenset(),
         held_back=held, program="program.md" if "program.md" in others else None,
         command_line=line, command_given=command is not None, run_files=run_files,
         config_choices=_config_choices(files, main, scoring, line),
-        read_only=_read_only(files, run_files, untracked, observations),
+        read_only=read_only(files, run_files, untracked, observations),
         seeds=[s for p in run_files if p not in scoring for s in find_seeds(files[p], p)],
         fixed_seed=_fixed_seed(_last(observations), metric),
         observations=tuple(observations))
@@ -296,76 +283,6 @@ def _metric(files: Mapping[str, str], run_files: list[str], first: str | None,
             return Metric(chosen.name, chosen.goal, chosen.where, chosen.pattern, observed=True)
     chosen = printnames.choose(candidates)
     return Metric(chosen.name, chosen.goal, chosen.where, chosen.pattern) if chosen else None
-
-
-def _read_only(files: Mapping[str, str], run_files: list[str], untracked: Collection[str],
-               observations: Sequence[Observation]) -> list[ReadOnly]:
-    """Data the commit lacks that a run reads: what an observed run could not open, else
-    folders the code names by string that hold untracked or ignored files."""
-    if any(o.runs for o in observations):
-        seen: dict[str, ReadOnly] = {}
-        for o in observations:
-            for p in o.read_only():
-                missed = ", ".join(m for m in o.missing() if _under(m, p) or m == p)
-                seen.setdefault(p, ReadOnly(p, f"the observed run could not open {missed}",
-                                            observed=True))
-        return list(seen.values())
-    found: dict[str, ReadOnly] = {}
-    for path in run_files:
-        for folder in _named_folders(files[path]):
-            holds = [u for u in untracked if _under(u, folder)]
-            if holds and folder not in found:
-                found[folder] = ReadOnly(folder, f"{path} reads '{folder}', which holds files "
-                                         f"the commit lacks ({_few(holds)})", observed=False)
-    return list(found.values())
-
-
-def _named_folders(text: str) -> list[str]:
-    """Top-level folders a file names in its string constants (`os.path.join('data', name)`),
-    except outputs (`out_dir = 'out'`, `os.makedirs(...)`) and tool folders."""
-    tree = _parse(text)
-    if tree is None:
-        return []
-    outputs = {id(n) for node in ast.walk(tree) for n in _output_strings(node)}
-    found: dict[str, None] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and id(node) not in outputs:
-            top = _top_folder(node.value)
-            if top:
-                found.setdefault(top, None)
-    return list(found)
-
-
-def _output_strings(node: ast.AST) -> list[ast.AST]:
-    """String constants that name where the code writes."""
-    if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and set(printnames.words(t.id)) & _OUTPUT_WORDS
-            for t in node.targets):
-        return list(ast.walk(node.value))
-    if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
-            in ("makedirs", "mkdir", "save", "savefig", "to_csv", "dump"):
-        return [n for a in node.args for n in ast.walk(a)]
-    return []
-
-
-def _top_folder(text: str) -> str | None:
-    path = text.strip()
-    if not path or len(path) > 200 or any(c in path for c in " \n\t{}%*?:\\") \
-            or path.startswith(("/", "~", "..")):
-        return None
-    top = PurePosixPath(path).parts[0] if PurePosixPath(path).parts else ""
-    return top if top and top not in _NOT_DATA and not top.startswith(".") \
-        and not top.endswith(".py") and re.fullmatch(r"[\w.-]+", top) else None
-
-
-def _under(path: str, folder: str) -> bool:
-    return path.rstrip("/") == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _few(paths: list[str], most: int = 3) -> str:
-    shown = ", ".join(sorted(paths)[:most])
-    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
 
 def _fixed_seed(observation: Observation | None, metric: Metric | None) -> list[str]:
