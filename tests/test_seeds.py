@@ -349,3 +349,12 @@ def test_a_sampler_setting_nothing_but_a_seed_knob_proposes_no_experiment(
         study_id=context.id, number=2, kind="proposal", parent_commit=base,
         params={"SEED": 7, "SHIFT": 0.25}))
     assert scope == "in"
+
+
+def test_one_name_for_the_run_seed() -> None:
+    from ratchet.execute import evaluate
+    from ratchet.knobs import seeds
+
+    assert evaluate.SEED_VARIABLE == seeds.SEED_VARIABLE == "RATCHET_SEED"
+    drawn = {evaluate.draw_seed() for _ in range(50)}
+    assert len(drawn) > 45 and all(0 <= s < evaluate.SEED_LIMIT for s in drawn)

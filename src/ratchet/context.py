@@ -15,14 +15,20 @@ from typing import Any
 
 from ratchet.config import TaskConfig
 from ratchet.errors import ConfigError, PatchRejected, UsageError
-from ratchet.execute.evaluate import Evaluator
+from ratchet.execute.evaluate import SEED_VARIABLE, Evaluator, Overlay
 from ratchet.execute.gitrepo import GitRepo
 from ratchet.execute.sandbox import Launcher, launcher_for
 from ratchet.execute.workspace import Candidate, CandidateBuilder, one_line, study_branch
 from ratchet.globs import matches_any
 from ratchet.knobs import catalog
 from ratchet.knobs.scope import OUTSIDE, classify
-from ratchet.knobs.seeds import SeedSite, find_seeds, only_seeds_differ, same_code
+from ratchet.knobs.seeds import (
+    SeedSite,
+    find_seeds,
+    only_seeds_differ,
+    rewrite_seeds,
+    same_code,
+)
 from ratchet.knobs.source import Knob
 from ratchet.records import Experiment, StudyRecord
 from ratchet.store.database import STATE_DIR, Store, sqlite_files
@@ -155,6 +161,25 @@ class StudyContext:
                    if p in self._base_files]
         return self._seeds_in([*scripts, *(p for p in self._python_files(self.config.editable)
                                            if p not in scripts)])
+
+    def seed_overlay(self, commit: str, seed: int) -> Overlay | None:
+        """The `[seeds] files` of `commit` with their hard-coded seeds set to a run's `seed`,
+        for that run's own copy of the code (on the executor's side, once per run)."""
+        if not self.config.seed_files:
+            return None
+        files, written = {}, []
+        patterns = self.config.seed_files
+        for path in self.repo.list_files(commit):
+            if not path.endswith(".py") or not matches_any(path, patterns) \
+                    or matches_any(path, self.config.protected):
+                continue
+            text = self.repo.read_text(commit, path)
+            sites = find_seeds(text, path) if text is not None else []
+            if text is not None and sites:
+                files[path] = rewrite_seeds(text, path, seed)
+                written += [f"{s.path}:{s.line}" for s in sites]
+        return Overlay(files, f"{SEED_VARIABLE}={seed}, written at "
+                              f"{', '.join(written) or 'no seed of the [seeds] files'}")
 
     def seed_fix(self, site: SeedSite) -> str | None:
         """The `[seeds] files` entry that would vary `site` (none for a protected file)."""

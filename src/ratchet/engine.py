@@ -38,13 +38,12 @@ from ratchet.decide import (
     pooled_noise,
 )
 from ratchet.errors import RatchetError, UsageError
-from ratchet.execute.evaluate import PREDICT_CPU, RunResult, derived_predict_budget
+from ratchet.execute.evaluate import PREDICT_CPU, RunResult, derived_predict_budget, draw_seed
 from ratchet.execute.executor import LOST, Executor, Job
 from ratchet.execute.process import kill_group
 from ratchet.execute.workspace import run_failure
 from ratchet.fidelity import Promotion, next_horizon, screening_cost
 from ratchet.fidelity import judge as judge_promotion
-from ratchet.knobs.seeds import draw_seed
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 from ratchet.pruning import RunJudge, references, unspent_s
 from ratchet.records import (
@@ -364,13 +363,13 @@ class Engine:
     def _submit(self, experiment: Experiment) -> None:
         env = {"RATCHET_STUDY": self.context.name, "RATCHET_EXPERIMENT": str(experiment.number)}
         horizon = self._horizon(experiment)
-        # Every run its own seed, drawn so that no proposer can know it ahead (ratchet.knobs.seeds)
+        seed = draw_seed()  # every run its own, which no proposer can know ahead
         job = Job(number=experiment.number, code=lambda: self._code(experiment),
                   log=Path(experiment.log_path or self._log_path(experiment.number)), env=env,
                   on_start=lambda pgid: self._run_started(experiment, pgid),
                   monitor=None if horizon < 1.0 else self._run_judge(experiment),
                   horizon=horizon, predict_budget_s=self._predict_budget(experiment),
-                  seed=draw_seed())
+                  seed=seed, overlay=lambda commit: self.context.seed_overlay(commit, seed))
         self.in_flight[self.executor.submit(job)] = experiment
 
     def _horizon(self, experiment: Experiment) -> float:

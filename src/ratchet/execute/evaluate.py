@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import secrets
 import stat
 import subprocess
 import sys
@@ -37,7 +38,6 @@ from ratchet.execute.watch import StepMonitor, StepWatcher
 from ratchet.execute.workspace import digest_changes, protected_digest, run_failure
 from ratchet.flags import FlagsError, fill, read_flags
 from ratchet.globs import matches_any
-from ratchet.knobs.seeds import SEED_VARIABLE, draw_seed, find_seeds, rewrite_seeds
 from ratchet.steps import Curve
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
@@ -54,11 +54,29 @@ PREDICT_BUDGET_FACTOR = 2.0
 PREDICT_BUDGET_SLACK_S = 2.0
 COMMITTED_SUFFIX = ".committed"  # beside a work tree: the copy the protected phases run in
 MAX_RESULT_BYTES = 2**20  # a JSON result file holds a few numbers
-MAX_SEED_FILE_BYTES = 4 * 2**20  # a [seeds] file larger than this is left as it is
+SEED_VARIABLE = "RATCHET_SEED"  # the run's own seed (ratchet.knobs.seeds reads the same name)
+# A run's seed is drawn below this: every seeding API takes it (NumPy's legacy seed wants less
+# than 2**32), with room for the offsets code adds (`1337 + seed_offset`).
+SEED_LIMIT = 2**31
 
 
 _METRIC_LIKE = re.compile(r"^[ \t]*(?P<name>[A-Za-z_][\w./-]{0,40})[ \t]*[:=][ \t]*"
                           r"[-+]?(\d|\.\d)[^\n]{0,80}", re.MULTILINE)
+
+
+def draw_seed() -> int:
+    """A run's own seed, drawn so that no proposer can know it ahead of the run."""
+    return secrets.randbelow(SEED_LIMIT)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Files written into a run's own copy of the code just before its command phase (the
+    committed copy the protected phases run in keeps them as committed), and what to say
+    about them in the log. ratchet.context makes one per run from the [seeds] files."""
+
+    files: Mapping[str, str]
+    note: str
 
 
 class MetricError(ValueError):
@@ -203,13 +221,14 @@ class Evaluator:
     def evaluate(self, worktree: Path, log: Path, runner: ProcessRunner,
                  extra_env: Mapping[str, str] | None = None, horizon: float = 1.0,
                  monitor: StepMonitor | None = None,
-                 predict_budget_s: float | None = None, seed: int | None = None) -> RunResult:
+                 predict_budget_s: float | None = None, seed: int | None = None,
+                 overlay: Overlay | None = None) -> RunResult:
         """One run of the code in `worktree`; `monitor`, if given, sees its intermediate
         values as they come and may stop it (status `pruned`); the predict process, if the
         task has one, may use `predict_budget_s` of CPU (the edited model must not train
         where the command phase's budget does not reach). `seed` is the run's own (drawn here
-        when not given): every phase sees it as RATCHET_SEED, and the hard-coded seeds of the
-        `[seeds] files` are rewritten to it in the command phase's copy of the code."""
+        when not given): every phase sees it as RATCHET_SEED. `overlay` (its seed written into
+        the code) goes into `worktree` only, after the protected phases' copy is taken."""
         cfg = self.config
         env = {**self.environment(), **(extra_env or {}), HORIZON_VARIABLE: f"{horizon:g}"}
         if cfg.budget_s is not None:
@@ -227,8 +246,8 @@ class Evaluator:
             return result
         committed = _committed_copy(worktree) if cfg.evaluate else None
         try:
-            if cfg.seed_files:  # the committed copy keeps its seeds
-                self._vary_seeds(worktree, seed, log)
+            if overlay is not None:
+                self._overlay(worktree, overlay, log)
             self._run_phases(result, command, worktree, committed, env, deadline, log, runner,
                              monitor, expected, predict_budget_s)
         except TreeError as exc:  # what the command phase left there: its outcome, with the
@@ -329,26 +348,18 @@ class Evaluator:
                 stopped = watcher.stopped
         return phase.output, phase.outcome, budget_reason, stopped
 
-    def _vary_seeds(self, worktree: Path, seed: int, log: Path) -> None:
-        """Rewrite the hard-coded seeds of the `[seeds] files` to `seed`, in this run's work
-        tree only (never a protected file, never through a link), and say where in the log."""
-        cfg, written = self.config, []
-        for entry in walk(worktree):
-            if not (entry.rel.endswith(".py") and matches_any(entry.rel, cfg.seed_files)) \
-                    or matches_any(entry.rel, cfg.protected) \
-                    or not stat.S_ISREG(entry.stat.st_mode) \
-                    or entry.stat.st_size > MAX_SEED_FILE_BYTES:
+    def _overlay(self, worktree: Path, overlay: Overlay, log: Path) -> None:
+        """Write the overlay's files into this run's work tree: only files the commit has, as
+        regular files reached through no link, never a protected one."""
+        for path, text in overlay.files.items():
+            target = worktree / path
+            if matches_any(path, self.config.protected) or not _plain_file(worktree, path):
                 continue
-            text = _read_text(entry.path)
-            if text is None:
-                continue
-            sites = find_seeds(text, entry.rel)
-            if sites:
-                _write_text(entry.path, rewrite_seeds(text, entry.rel, seed))
-                written += [f"{s.path}:{s.line}" for s in sites]
+            fd = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode("utf-8"))
         with open(log, "a") as f:
-            f.write(f"==> ratchet: {SEED_VARIABLE}={seed}, written at "
-                    f"{', '.join(written) or 'no seed of the [seeds] files'}\n")
+            f.write(f"==> ratchet: {overlay.note}\n")
 
     def _filled(self, command: str | None, worktree: Path) -> str | None:
         """The command with the code state's flags (`[knobs].flags`), if the task has them.
@@ -508,21 +519,13 @@ def _committed_copy(worktree: Path) -> Path:
     return copy
 
 
-def _read_text(path: str) -> str | None:
-    """A work tree's file as UTF-8 text, never through a link; None if it is not text."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        raw = f.read(MAX_SEED_FILE_BYTES + 1)
-    try:
-        return raw.decode("utf-8") if len(raw) <= MAX_SEED_FILE_BYTES else None
-    except UnicodeDecodeError:
-        return None
-
-
-def _write_text(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "wb") as f:
-        f.write(text.encode("utf-8"))
+def _plain_file(worktree: Path, relative: str) -> bool:
+    """`relative` is a regular file inside `worktree`, reached through no link."""
+    target = worktree / relative
+    if ".." in Path(relative).parts or not os.path.lexists(target):
+        return False
+    inside = Path(os.path.realpath(target)) == Path(os.path.realpath(worktree)) / relative
+    return inside and stat.S_ISREG(os.lstat(target).st_mode)
 
 
 def _remove_path(path: Path) -> None:

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ratchet.execute.evaluate import RunResult
+from ratchet.execute.evaluate import Overlay, RunResult
 from ratchet.execute.watch import StepMonitor
 
 LOST = "lost"  # RunResult.status of a run its executor lost: never the code's fault
@@ -34,6 +34,8 @@ class Job:
     horizon: float = 1.0  # the fraction of the task's budget it runs for (ratchet.fidelity)
     predict_budget_s: float | None = None  # CPU its predict process may use (None: no cap)
     seed: int | None = None  # the run's own RATCHET_SEED
+    # Files written into the run's copy of the commit it runs (its seed in the [seeds] files)
+    overlay: Callable[[str], Overlay | None] | None = None
 
 
 class Executor(ABC):

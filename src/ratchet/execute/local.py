@@ -45,6 +45,7 @@ class LocalExecutor(Executor):
     def _run(self, job: Job, slot: Slot) -> RunResult:
         try:
             commit = job.code()
+            overlay = job.overlay(commit) if job.overlay is not None else None
             self.repo.export(commit, slot.worktree)
             job.log.parent.mkdir(parents=True, exist_ok=True)
             env = {**job.env, "RATCHET_SLOT": str(slot.index)}
@@ -54,7 +55,7 @@ class LocalExecutor(Executor):
             result = self.evaluator.evaluate(slot.worktree, job.log, slot.runner, env,
                                              horizon=job.horizon, monitor=job.monitor,
                                              predict_budget_s=job.predict_budget_s,
-                                             seed=job.seed)
+                                             seed=job.seed, overlay=overlay)
             result.slot = slot.index
             return result
         finally:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ratchet.config import TaskConfig
 from ratchet.errors import UsageError
-from ratchet.execute.evaluate import Evaluator, RunResult
+from ratchet.execute.evaluate import Evaluator, Overlay, RunResult
 from ratchet.execute.executor import LOST, Executor, Job
 from ratchet.execute.gitrepo import GitRepo, remove_tree
 from ratchet.execute.process import ProcessRunner
@@ -42,8 +42,8 @@ _CHECKED: set[str] = set()  # sandbox modes checked in this worker process
 
 def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str],
                      horizon: float = 1.0, monitor: StepMonitor | None = None,
-                     predict_budget_s: float | None = None,
-                     seed: int | None = None) -> tuple[RunResult, bytes]:
+                     predict_budget_s: float | None = None, seed: int | None = None,
+                     overlay: Overlay | None = None) -> tuple[RunResult, bytes]:
     """On the worker: unpack the code state, evaluate it in the sandbox (`monitor` watching
     its intermediate values there, and stopping it there), return the result and the log."""
     # Not a TemporaryDirectory: its clean-up recurses, and the run may leave a tree nested
@@ -60,7 +60,7 @@ def evaluate_archive(archive: bytes, config: TaskConfig, env: dict[str, str],
             result = Evaluator(config).evaluate(tree, log, ProcessRunner(launcher), env,
                                                 horizon=horizon, monitor=monitor,
                                                 predict_budget_s=predict_budget_s,
-                                                seed=seed)
+                                                seed=seed, overlay=overlay)
         except UsageError:
             raise  # this worker cannot run evaluations: the driver's problem, not the code's
         except Exception as exc:  # noqa: BLE001 - what the candidate caused is its outcome
@@ -146,12 +146,14 @@ class RayExecutor(Executor):
         return self.pool.submit(self._run, job)
 
     def _run(self, job: Job) -> RunResult:
-        archive = self.repo.archive(job.code())
+        commit = job.code()
+        archive = self.repo.archive(commit)
+        overlay = job.overlay(commit) if job.overlay is not None else None
         with self.lock:
             if self.cancelled:
                 return RunResult(status="interrupted", reason="cancelled before it started")
             ref = self.remote.remote(archive, self.config, dict(job.env), job.horizon,
-                                     job.monitor, job.predict_budget_s, job.seed)
+                                     job.monitor, job.predict_budget_s, job.seed, overlay)
             self.running.add(ref)
         try:
             result, log = self.ray.get(ref)

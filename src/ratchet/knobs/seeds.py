@@ -26,7 +26,6 @@ from __future__ import annotations
 import ast
 import io
 import re
-import secrets
 import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,10 +37,7 @@ SEEDING_CALLS = frozenset({
 })
 _RANDOM_MODULES = frozenset({"random", "jr", "jrandom"})
 _SEED_NAME = re.compile("seed", re.IGNORECASE)
-SEED_VARIABLE = "RATCHET_SEED"  # the run's own seed, in its environment
-# A run's seed is drawn below this: every seeding API takes it (NumPy's legacy seed wants less
-# than 2**32), with room for the offsets code adds (`1337 + seed_offset`).
-SEED_LIMIT = 2**31
+SEED_VARIABLE = "RATCHET_SEED"  # the run's own seed, in its environment (ratchet.execute)
 
 
 @dataclass(frozen=True)
@@ -63,11 +59,6 @@ class _Found:
     col: int
     kind: str
     literals: tuple[ast.expr, ...]
-
-
-def draw_seed() -> int:
-    """A run's own seed, drawn so that no proposer can know it ahead of the run."""
-    return secrets.randbelow(SEED_LIMIT)
 
 
 def find_seeds(text: str, path: str) -> list[SeedSite]:
