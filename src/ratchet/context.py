@@ -17,7 +17,7 @@ from ratchet.config import TaskConfig
 from ratchet.errors import ConfigError, PatchRejected, UsageError
 from ratchet.execute.evaluate import SEED_VARIABLE, Evaluator, Overlay
 from ratchet.execute.gitrepo import GitRepo
-from ratchet.execute.sandbox import Launcher, launcher_for
+from ratchet.execute.sandbox import Launcher, check_read_only, launcher_for
 from ratchet.execute.workspace import Candidate, CandidateBuilder, one_line, study_branch
 from ratchet.globs import matches_any
 from ratchet.knobs import catalog
@@ -301,14 +301,6 @@ def _refuse_seed_only(old: Mapping[str, str | None], new: Mapping[str, str | Non
     reseeded = [p for p in old if only_seeds_differ(old[p] or "", new[p] or "", p)]
     if reseeded and all(p in reseeded or same_code(old[p] or "", new[p] or "") for p in old):
         raise PatchRejected(f"changes nothing but seed values ({', '.join(reseeded)})")
-
-
-def check_read_only(config: TaskConfig) -> None:
-    """Every `[sandbox] read_only` path exists (relative ones in the repository)."""
-    for entry in config.sandbox.read_only:
-        path = Path(entry).expanduser()
-        if not (path if path.is_absolute() else config.root / path).exists():
-            raise UsageError(f"ratchet.toml: [sandbox].read_only: {entry!r} does not exist")
 
 
 def editable_sources(repo: GitRepo, config: TaskConfig, commit: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ from ratchet.config import (
     config_from_text,
     read_toml,
 )
-from ratchet.context import StudyContext, check_read_only, editable_sources
+from ratchet.context import StudyContext, editable_sources
 from ratchet.engine import (
     HEARTBEAT_S,
     STALE_AFTER_S,
@@ -33,6 +33,7 @@ from ratchet.errors import UsageError
 from ratchet.execute.executor import Executor
 from ratchet.execute.gitrepo import GitRepo
 from ratchet.execute.local import LocalExecutor
+from ratchet.execute.sandbox import check_read_only
 from ratchet.execute.workspace import study_branch
 from ratchet.knobs import catalog
 from ratchet.proposers import IMPORTED, PatchProposer, Proposer, create_proposer

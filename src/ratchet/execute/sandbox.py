@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ratchet.config import SANDBOX_MODES
+from ratchet.config import SANDBOX_MODES, TaskConfig
 from ratchet.errors import UsageError
 
 GPU_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri")
@@ -323,3 +323,11 @@ def _drop_to_sandbox_user(argv: list[str]) -> list[str]:
     ids = str(SANDBOX_UID)
     return ["setpriv", "--reuid", ids, "--regid", ids, "--clear-groups", "--inh-caps", "-all",
             "--ambient-caps", "-all", "--bounding-set", "-all", "--no-new-privs", "--", *argv]
+
+
+def check_read_only(config: TaskConfig) -> None:
+    """Every `[sandbox] read_only` path exists (relative ones in the repository)."""
+    for entry in config.sandbox.read_only:
+        path = Path(entry).expanduser()
+        if not (path if path.is_absolute() else config.root / path).exists():
+            raise UsageError(f"ratchet.toml: [sandbox].read_only: {entry!r} does not exist")

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ratchet.config import SandboxConfig, TaskConfig
-from ratchet.context import check_read_only
 from ratchet.errors import RatchetError
 from ratchet.execute.evaluate import HORIZON_VARIABLE, Evaluator
 from ratchet.execute.gitrepo import GitRepo, remove_tree
 from ratchet.execute.process import ProcessOutcome, ProcessRunner
-from ratchet.execute.sandbox import launcher_for
+from ratchet.execute.sandbox import check_read_only, launcher_for
 from ratchet.knobs.outputfacts import (
     absent_paths,
     missing_paths,
