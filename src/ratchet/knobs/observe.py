@@ -154,20 +154,25 @@ class Observation:
 
 
 def identical_runs(observation: Observation) -> list[str]:
-    """The names printed with the same values, in the same order, by every completed run
-    (at least two): with a different seed each, a sign the code fixes its own. Constants
-    (a step count, a setting echoed) are among them; values that vary are not."""
-    completed = observation.completed
-    if len(completed) < 2:
+    """The names printed with the same values, in the same order, by every run that completed
+    or ran out of time (at least two; a run cut short is compared on what it printed before
+    it was stopped): with a different seed each, a sign the code fixes its own. Constants (a
+    step count, a setting echoed) are among them; values that vary are not."""
+    finished = [run for run in observation.runs if run.completed or run.timed_out]
+    if len(finished) < 2:
         return []
-    first, *others = [printed_values(run.lines) for run in completed]
+    cut_short = any(run.timed_out for run in finished)
+    first, *others = [printed_values(run.lines) for run in finished]
     return [name for name, values in first.items()
-            if all(_same(values, other.get(name)) for other in others)]
+            if all(_same(values, other.get(name), cut_short) for other in others)]
 
 
-def _same(a: Sequence[float], b: Sequence[float] | None) -> bool:
-    return b is not None and len(a) == len(b) and all(
-        x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))
+def _same(a: Sequence[float], b: Sequence[float] | None, cut_short: bool) -> bool:
+    """Both runs printed the name with the same values: all of them, or, when a run was cut
+    short, every value both printed."""
+    if not a or not b or (len(a) != len(b) and not cut_short):
+        return False
+    return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=False))
 
 
 def _fractional(values: Sequence[float]) -> bool:
@@ -198,9 +203,17 @@ def observe(repo_root: Path, command: str, timeout_s: float, runs: int = 2, *,
     seeds = random.SystemRandom().sample(range(1, 2**31), runs)
     with _scratch(repo_root) as scratch:
         tree = scratch / "tree"
-        done = tuple(_run_once(repo, commit, tree, scratch / f"run-{n}.log", evaluator,
-                               runner, seed) for n, seed in enumerate(seeds))
-    return Observation(command, repo_root, timeout_s, done, tree)
+        done: list[ObservedRun] = []
+        for number, seed in enumerate(seeds):
+            done.append(_run_once(repo, commit, tree, scratch / f"run-{number}.log",
+                                  evaluator, runner, seed))
+            if _lacks_files(done[-1], repo_root):
+                break  # the next run would fail the same way: the files are not there
+    return Observation(command, repo_root, timeout_s, tuple(done), tree)
+
+
+def _lacks_files(run: ObservedRun, repo_root: Path) -> bool:
+    return not run.completed and not run.timed_out and bool(missing_paths(run.lines, repo_root))
 
 
 def _run_once(repo: GitRepo, commit: str, tree: Path, log: Path, evaluator: Evaluator,
