@@ -230,3 +230,36 @@ def test_init_writes_a_task_file_that_runs(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     study = open_study(repo, create=False)
     assert [e.value for e in study.experiments()] == [0.9] * 3  # evaluate.py's line, each run
+
+
+def test_init_mounts_only_folders_inside_the_repository_and_offers_the_rest() -> None:
+    from types import SimpleNamespace
+
+    from ratchet.knobs.datadirs import ReadOnly
+    from ratchet.knobs.initfile import _sandbox_section, mounts_by_itself
+
+    assert [mounts_by_itself(p) for p in ("data", "data/raw", "/root/secret", "~/.netrc",
+                                          "../shared", ".env", "cache/.hidden")] == \
+        [True, True, False, False, False, False, False]
+    found = SimpleNamespace(read_only=[
+        ReadOnly("data", "could not open data/x.bin", observed=True),
+        ReadOnly("/root/notes", "could not open /root/notes/key", observed=True)])
+    section = tomllib.loads(_sandbox_section(found))  # type: ignore[arg-type]
+    assert section["sandbox"]["read_only"] == ["data"]  # HOME is offered in a comment only
+    assert '# read_only = ["data", "/root/notes"]' in _sandbox_section(found)  # type: ignore
+
+
+def test_the_written_task_file_is_toml_whatever_the_command_and_folder_names(
+        tmp_path: Path) -> None:
+    from ratchet.knobs.initfile import _toml_literal, _toml_string
+
+    for text in ['python train.py\nprint("x")', 'a"b\\c', "tab\there\x7f\x01", "it's"]:
+        assert tomllib.loads(f"k = {_toml_string(text)}")["k"] == text
+        assert tomllib.loads(f"k = {_toml_literal(text)}")["k"] == text
+
+
+def test_a_metric_printed_as_a_dict_key_is_read_by_its_pattern() -> None:
+    from ratchet.knobs.printnames import mid_line_pattern
+
+    line = "{'eval_loss': 0.6046, 'eval_runtime': 1.2, 'epoch': 1.0}"
+    assert re.search(mid_line_pattern("eval_loss"), line)["value"] == "0.6046"  # type: ignore

@@ -8,8 +8,9 @@ as one: what init could not observe is `# guessed from the code, not observed`.
 from __future__ import annotations
 
 import contextlib
+import json
 import textwrap
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ratchet.config import TASK_FILE, SandboxConfig, TaskConfig, load_config
 from ratchet.errors import ConfigError
@@ -52,7 +53,7 @@ def observe_command(repo: GitRepo, command: str, timeout_s: float) -> tuple[Obse
     """The command run twice, unmodified, in the sandbox; when its runs failed on data the
     commit lacks, twice more with that data mounted read-only, to see what it then prints."""
     first = observe(repo.root, command, timeout_s, runs=2)
-    mount = first.read_only()
+    mount = [path for path in first.read_only() if mounts_by_itself(path)]
     if first.problem or first.completed or not mount:
         return (first,)
     return first, observe(repo.root, command, timeout_s, runs=2,
@@ -98,7 +99,7 @@ def task_file_text(repo: GitRepo, found: Survey | None = None) -> str:
     editable = found.editable or [found.main or "main.py"]
     metric = found.metric
     lines = {
-        "name": Path(repo.root).name,
+        "name": _toml_string(Path(repo.root).name),
         "editable": _toml_list(editable),
         "protected": _toml_list(found.protected),
         "command": _command_lines(found),
@@ -177,6 +178,8 @@ def _space_summary(found: Survey) -> list[str]:
 
 def _read_only_summary(found: Survey) -> list[str]:
     return [f"[sandbox] read_only: {r.path}: {r.why}" + ("" if r.observed else f" ({GUESSED})")
+            + ("" if mounts_by_itself(r.path) else
+               " (outside the repository or hidden: offered in a comment, not mounted)")
             for r in found.read_only]
 
 
@@ -237,10 +240,23 @@ def _sandbox_section(found: Survey) -> str:
                        "caches it may read")
     notes = "".join(f"# {r.path}: {r.why}" + ("" if r.observed else f" ({GUESSED})") + "\n"
                     for r in found.read_only)
+    mounted = [r.path for r in found.read_only if mounts_by_itself(r.path)]
+    elsewhere = [r.path for r in found.read_only if not mounts_by_itself(r.path)]
+    offered = ("# Outside the repository, or hidden: what it holds becomes readable by every "
+               "proposal's\n# code (and its output by the agents): add it only if that is "
+               f"fine.\n# read_only = {_toml_list(mounted + elsewhere)}\n" if elsewhere else "")
     return (head + "[sandbox]\n# mode = \"bwrap\"                 # or \"none\": unprotected, on "
             "purpose only (e.g. macOS)\n# network = false\n# Data the runs read that the commit "
-            "lacks (a study's runs see only committed files):\n" + notes
-            + f"read_only = {_toml_list([r.path for r in found.read_only])}")
+            "lacks (a study's runs see only committed files):\n" + notes + offered
+            + f"read_only = {_toml_list(mounted)}")
+
+
+def mounts_by_itself(path: str) -> bool:
+    """Whether init may mount a folder on its own: one inside the repository and not hidden.
+    Anything else (HOME, /etc, a dotfile) it only suggests, in a comment."""
+    parts = PurePosixPath(path).parts
+    return bool(parts) and not path.startswith(("/", "~")) and parts[0] != ".." \
+        and not any(part.startswith(".") for part in parts)
 
 
 def _seeds_section(found: Survey) -> str:
@@ -273,19 +289,22 @@ def _toml_list(items: list[str]) -> str:
 
 
 def _toml_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string: JSON's escapes (quotes, backslashes, control characters) are
+    TOML's too."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _toml_literal(text: str) -> str:
     """A regular expression as a TOML literal string (no escapes), else a basic one."""
-    return f"'{text}'" if "'" not in text and "\n" not in text else _toml_string(text)
+    plain = "'" not in text and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+    return f"'{text}'" if plain else _toml_string(text)
 
 
 TEMPLATE = """\
 # ratchet task file. Reference: the "Config reference" section of ratchet's README.
 
 [task]
-name = "{name}"
+name = {name}
 # Files a proposer may change (globs; ** spans folders).
 editable = {editable}
 # Files no proposer may change: hashed before and after every run (ratchet.toml always is).

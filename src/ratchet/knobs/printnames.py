@@ -77,10 +77,11 @@ def printed_in(path: str, text: str) -> list[Printed]:
 
 
 def mid_line_pattern(name: str) -> str:
-    """A pattern for `val loss 2.1` (also `val loss: 2.1`) anywhere in a line."""
+    """A pattern for `val loss 2.1` (also `val loss: 2.1`, and a dict's `'eval_loss': 0.6`
+    as Hugging Face's Trainer prints it) anywhere in a line."""
     words_ = name.replace("_", " ").split() if " " in name else [name]
     return (r"(?<![\w.])" + r"\s+".join(map(re.escape, words_))
-            + r"\s*[:=]?\s*(?P<value>[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)")
+            + r"""['"]?\s*[:=]?\s*(?P<value>[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)""")
 
 
 def choose(candidates: Sequence[Printed]) -> Printed | None:
