@@ -98,7 +98,7 @@ def test_a_lucky_fixed_seed_confirmed_by_itself_is_not_a_discovery() -> None:
     assert with_it == pooled_noise([*others, baseline])  # left out of the noise
     d = decide(lucky_seed, baseline, True, NOISE_AWARE, with_it)
     assert d.verdict == DISCARD and "did not vary with their seeds" in d.reason
-    assert d.p_value is None  # no test: one draw repeated confirms nothing
+    assert d.p_value is not None and d.runs == d.best_runs == 8  # judged where a keep would be
     naive = Noise(with_it.sigma, with_it.df)  # what counting its runs as eight would give:
     t_naive = d.gain / (naive.sigma * (2 / 8) ** 0.5)
     assert stats.t.sf(t_naive, naive.df) < 0.05  # ... a keep

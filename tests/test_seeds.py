@@ -255,7 +255,7 @@ def test_a_lucky_value_with_a_tiny_jitter_is_never_kept(tmp_path: Path) -> None:
     assert lucky.status == "discard", (lucky.decision, lucky.values)
     assert len(lucky.values) == 4 and len(set(lucky.values)) == 4  # four runs, all differ
     assert "did not vary with their seeds" in lucky.decision["reason"]
-    assert lucky.decision["p_value"] is None  # never tested as if they were four draws
+    assert lucky.decision["best_runs"] == 4  # judged where a keep would be decided
     assert study.best().number == 0
 
 
@@ -325,7 +325,8 @@ def test_the_study_starts_again_once_its_seed_is_varied(tmp_path: Path) -> None:
     study.run(max_experiments=3)
     baselines = [e for e in study.experiments() if e.kind == "baseline"]
     assert [b.status for b in baselines] == ["void", "keep"]
-    assert len(set(baselines[-1].values)) == 3 and study.record.sigma > 0
+    values = baselines[-1].values  # the best may have been measured again since
+    assert len(set(values)) == len(values) >= 3 and study.record.sigma > 0
 
 
 def test_code_nested_too_deeply_to_compare_is_no_seed_change() -> None:

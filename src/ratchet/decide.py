@@ -200,12 +200,6 @@ def _noise_aware(facts: dict[str, Any], values: Sequence[float], best_values: Se
                                    "not worth confirming")
         return Decision(verdict=RERUN, **facts,
                         reason=f"looks better after {runs} run(s): confirming with another run")
-    if _repeats_one_draw(values, noise):  # on all its runs, where a keep is decided
-        spread = statistics.pstdev(values)
-        return Decision(verdict=DISCARD, **facts,
-                        reason=f"its {runs} runs repeat one draw (spread {spread:.3g} against "
-                               f"the noise σ {noise.sigma:.3g}): they did not vary with their "
-                               "seeds, so they confirm nothing")
     if best_runs < runs and can_remeasure:
         return Decision(verdict=REMEASURE, **facts,
                         reason=f"the best has {best_runs} run(s), the candidate {runs}: "
@@ -215,6 +209,12 @@ def _noise_aware(facts: dict[str, Any], values: Sequence[float], best_values: Se
     p = float(stats.t.sf(t, noise.df))
     test = {"test": "one-sided Student's t, pooled σ", "statistic": t, "p_value": p,
             "alpha": rule.alpha}
+    if _repeats_one_draw(values, noise):  # on all its runs, where a keep is decided
+        spread = statistics.pstdev(values)
+        return Decision(verdict=DISCARD, **facts, **test,
+                        reason=f"its {runs} runs repeat one draw (spread {spread:.3g} against "
+                               f"the noise σ {noise.sigma:.3g}): they did not vary with their "
+                               f"seeds, so they confirm nothing (as one draw, p = {p:.3g})")
     if p < rule.alpha:
         return Decision(verdict=KEEP, **facts, **test,
                         reason=f"gain holds over {runs} runs: p = {p:.3g} < alpha "

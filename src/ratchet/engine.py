@@ -581,7 +581,7 @@ class Engine:
         """What the baseline's runs say of the task's noise, with what seeds ratchet varied
         and what seeds it found (read only when the runs all gave one value)."""
         context, decision = self.context, self.config.decision
-        if decision.deterministic or len(set(values)) > 1:
+        if decision.deterministic or len(values) < 2 or len(set(values)) > 1:
             return baseline_verdict(values, decision.deterministic, [], [])
         varied, fixed = context.varied_seeds, context.fixed_seeds
         return baseline_verdict(values, False, [str(s) for s in varied],
