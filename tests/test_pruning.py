@@ -202,6 +202,18 @@ def test_only_the_baseline_and_kept_runs_with_consistent_curves_are_references()
     assert agrees(experiments[5], maximize) and not agrees(run(8, "keep", 0.7, 0.9), maximize)
 
 
+def test_no_point_of_a_reference_is_better_than_its_runs_protected_value() -> None:
+    """A kept run whose code printed a forged 0.0 early and its honest value last judges
+    others by what it reached, not by the forgery."""
+    config = parse_config(tomllib.loads(RATCHET_TOML), Path("."))
+    forged = Experiment(study_id=1, number=3, kind="proposal", status="keep", value=0.8,
+                        values=[0.8], curve=[[1, 0.0], [2, 0.0], [3, 0.9], [4, 0.8]])
+    [reference] = references([forged], config)
+    assert reference.curve == ((1, 0.8), (2, 0.8), (3, 0.9), (4, 0.8))
+    judge = RunJudge(config.pruning, True, "loss", [reference, reference, reference])
+    assert judge.report(1, 0.8) is None  # pruned against the forged 0.0, not against 0.8
+
+
 def test_lines_and_curves() -> None:
     assert parse_line("ratchet-step: 200 val_loss: 3.21", "val_loss") == (200, 3.21)
     assert parse_line("ratchet-step: 200 val_loss: 3.21", "loss") is None

@@ -60,14 +60,29 @@ def references(experiments: Sequence[Experiment],
                config: TaskConfig | None = None) -> list[Reference]:
     """The earlier runs a running one is compared with: the study's latest baseline and its
     kept experiments, with a curve and a value. With the task's `config`, where the curve is
-    of the metric itself, a curve ending better than its run's protected value is left out."""
+    of the metric itself, a curve ending better than its run's protected value is left out,
+    and no point of the others counts as better than that value."""
     trusted = [e for e in experiments if e.status == KEEP and e.kind != BASELINE]
     baselines = [e for e in experiments if e.kind == BASELINE]
     if baselines:
         trusted.insert(0, baselines[-1])
-    return [Reference(e.value, tuple((int(s), v) for s, v in e.curve))
+    return [Reference(e.value, _bounded_curve(e, config))
             for e in trusted if e.finished and e.value is not None and e.curve
             and (config is None or agrees(e, config))]
+
+
+def _bounded_curve(experiment: Experiment, config: TaskConfig | None
+                   ) -> tuple[tuple[int, float], ...]:
+    """The curve, where it is of the metric itself, with no point better than its run's
+    protected value: a kept run whose code printed a flattering curve before its honest last
+    line (a forged early 0.0) judges others by what it really reached."""
+    curve = tuple((int(s), v) for s, v in experiment.curve)
+    if config is None or config.step_metric != config.metric.name:
+        return curve
+    final = experiment.values[0] if experiment.values else experiment.value
+    assert final is not None
+    worse = max if config.minimize else min
+    return tuple((step, worse(value, final)) for step, value in curve)
 
 
 def agrees(experiment: Experiment, config: TaskConfig) -> bool:
