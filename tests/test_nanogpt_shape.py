@@ -278,3 +278,17 @@ def test_run_refuses_a_knob_only_a_protected_file_holds(repo: Path) -> None:
     err = result.stderr.strip()
     assert result.returncode == 2 and len(err.splitlines()) == 1, err
     assert "[space].eval_special: only in config/eval_x.py, which is protected" in err
+
+
+def test_a_baseline_that_cannot_open_untracked_data_names_the_fix(repo: Path) -> None:
+    """Without `[sandbox] read_only`, the ignored data/ is absent from the sandbox: the failed
+    baseline's message names the file and the setting, not only the log."""
+    data, text, _ = init(repo, "--no-run", "--command", "python train.py config/train_x.py")
+    (repo / "ratchet.toml").write_text(text.replace('read_only = ["data"]', "read_only = []"))
+    commit_all(repo, "task without the data")
+    result = subprocess.run([sys.executable, "-m", "ratchet.cli", "run", "--plain",
+                             "--max-experiments", "1"], cwd=repo, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"could not open data/\S+\.bin, which is not in the commit .*"
+                     r'add \[sandbox\] read_only = \["data"\]', result.stderr), result.stderr

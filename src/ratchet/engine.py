@@ -44,6 +44,8 @@ from ratchet.execute.process import kill_group
 from ratchet.execute.workspace import run_failure
 from ratchet.fidelity import Promotion, next_horizon, screening_cost
 from ratchet.fidelity import judge as judge_promotion
+from ratchet.knobs.observe import tail_lines
+from ratchet.knobs.outputfacts import missing_files_hint
 from ratchet.proposers.base import Proposal, ProposalContext, Proposer
 from ratchet.pruning import RunJudge, references, unspent_s
 from ratchet.records import (
@@ -661,9 +663,12 @@ class Engine:
         self.stopping = True
         self.progress.stop_reason = "the baseline failed"
         self.executor.cancel()  # they run again once the task is fixed
+        hint = missing_files_hint(tail_lines(Path(experiment.log_path)), self.config.root) \
+            if experiment.log_path else None
         raise RatchetError(
             f"the unmodified baseline failed ({experiment.status}: {experiment.reason}); "
-            f"fix the task and run again (log: {experiment.log_path})")
+            + (f"{hint}; " if hint else "")
+            + f"fix the task and run again (log: {experiment.log_path})")
 
     def _baseline_repeats(self, experiment: Experiment) -> None:
         """The baseline's runs repeat one value behind a hard-coded seed: nothing could be

@@ -195,3 +195,20 @@ def _mount_point(path: str) -> str:
         return str(home.joinpath(*parts[:depth]))
     parent = absolute.parent
     return str(absolute if parent in (Path("/"), Path("/tmp")) else parent)
+
+
+def missing_files_hint(lines: Iterable[str], repo_root: Path) -> str | None:
+    """What a failed baseline's output says is missing that the user has, and the fix: data
+    to mount read-only, code to commit. None when it names nothing of the kind."""
+    lines = list(lines)
+    code = untracked_code(lines, repo_root)
+    mounts = read_only_suggestions(lines, repo_root)
+    if code:
+        return (f"it could not open {code[0]}, which your repository has but the commit "
+                "lacks: commit it")
+    if mounts:
+        missed = missing_paths(lines, repo_root)[0]
+        listed = ", ".join(f'"{m}"' for m in mounts)
+        return (f"it could not open {missed}, which is not in the commit (a study's runs see "
+                f"only committed files): add [sandbox] read_only = [{listed}] to ratchet.toml")
+    return None
