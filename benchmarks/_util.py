@@ -30,6 +30,7 @@ name = "score"
 [decision]
 rule = "greedy"
 baseline_runs = {baseline_runs}
+deterministic = true  # the commands print fixed scores: repeated runs agree, no seed hidden
 
 [space]
 A = {{ float = [0.0, 1.0] }}

@@ -196,21 +196,28 @@ def test_the_repeat_check_waits_for_the_runs_a_keep_is_decided_on() -> None:
     assert d.verdict == RERUN
 
 
-def test_a_baseline_repeating_one_value_is_judged_by_what_varied_it() -> None:
+def test_a_baseline_repeating_one_value_stops_unless_declared_deterministic() -> None:
+    """Whatever seeds were found, or varied to no effect: a seed ratchet cannot see (the
+    command line, a config file) hides the noise as well, so only the task's word counts."""
     same, varied = [0.5, 0.5, 0.5], ["task.py:3 SEED = 1"]
     fixed = ["train.py:106 torch.manual_seed(1337 + seed_offset)"]
     assert baseline_verdict([0.5, 0.6], False, [], fixed) == BaselineVerdict(keep=True)
     assert baseline_verdict(same, True, [], fixed) == BaselineVerdict(keep=True)
-    kept = baseline_verdict(same, False, varied, fixed)
-    assert kept.keep and "does not depend on the seeds ratchet varies" in kept.message
+    assert baseline_verdict(same, True, [], []) == BaselineVerdict(keep=True)
     stopped = baseline_verdict(same, False, [], fixed + ["b.py:1 SEED = 2"], "train.py")
     assert not stopped.keep and stopped.message == (
         "the baseline's 3 runs all gave 0.5, and train.py:106 torch.manual_seed(1337 + "
         "seed_offset) (and 1 more) fixes the seed: the noise across seeds is invisible, so a "
         "gain could not be told from a lucky seed; fix: [seeds] files = [\"train.py\"] "
-        "(ratchet varies it per run), read RATCHET_SEED in the code, or declare [decision] "
-        "deterministic = true")
+        "(ratchet varies it per run), read RATCHET_SEED in the code where it sets its seed, or "
+        "declare [decision] deterministic = true when the result has no randomness")
     in_protected = baseline_verdict(same, False, [], fixed, None)
     assert not in_protected.keep and "[seeds]" not in in_protected.message
+    unmoved = baseline_verdict(same, False, varied, fixed, "task.py")
+    assert not unmoved.keep and "although each had its own seed at task.py:3 SEED = 1" in \
+        unmoved.message and "the command line, a config file" in unmoved.message
+    assert "[seeds]" not in unmoved.message and "deterministic = true" in unmoved.message
     plain = baseline_verdict(same, False, [], [])
-    assert plain.keep and "no hard-coded seed was found" in plain.message
+    assert not plain.keep and "no seed ratchet can vary was found" in plain.message
+    assert "--seed 1337" in plain.message and "deterministic = true" in plain.message
+    assert all(len(v.message.splitlines()) == 1 for v in (stopped, unmoved, plain))

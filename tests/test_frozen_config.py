@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from conftest import commit_all, git
 
 from ratchet.cli import main
@@ -195,3 +196,26 @@ def test_changed_keys_names_every_difference() -> None:
     new = read_toml('[task]\na = 2\nb = 1\n[space]\nX = { float = [0.0, 2.0] }\n[cost]\nc = 1\n')
     assert changed_keys(old, new) == ["cost", "space.X.float", "task.a", "task.b"]
     assert changed_keys(old, old) == []
+
+
+def test_a_restart_under_a_changed_space_starts_the_sampler_afresh(
+        make_repo: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Trials asked under the old [space] (a choice list one value shorter) are not the
+    restarted study's: its TPE proposes under the new one instead of failing every run."""
+    repo = make_repo("quadratic", replace={"ratchet.toml": ('command = "python objective.py"',
+                                                            'command = "python missing.py"')})
+    code, err = run(repo, capsys, "--max-experiments", "3", "--parallel", "2")
+    assert code != 0 and "the unmodified baseline failed (crash" in err
+    store = Store(default_url(repo))
+    asked = store.engine.connect().execute(sa.text("SELECT COUNT(*) FROM trials")).scalar()
+    store.close()
+    assert asked and asked >= 1  # the sampler asked while the baseline ran
+    edit_task_file(repo, "python missing.py", "python objective.py")
+    edit_task_file(repo, '"relu", "gelu", "tanh"]', '"relu", "gelu", "tanh", "silu"]')
+    commit_all(repo, "the right script, one more activation")
+    code, err = run(repo, capsys, "--max-experiments", "4")
+    assert (code, err) == (0, "")
+    rows = experiments(repo)
+    assert [status for _, status, _ in rows][:3] == ["crash", "void", "keep"]
+    assert len(rows) >= 4 and all(status in ("keep", "discard") for _, status, _ in rows[3:])
+    assert run(repo, capsys, "--max-experiments", "2")[0] == 0  # and it resumes as usual

@@ -259,30 +259,51 @@ def test_a_lucky_value_with_a_tiny_jitter_is_never_kept(tmp_path: Path) -> None:
     assert study.best().number == 0
 
 
-def test_a_value_that_ignores_the_varied_seeds_is_deterministic(tmp_path: Path) -> None:
-    repo = _task(tmp_path, 'SEED = 5\nprint("score: 1.0")\n',
-                 seeds='[seeds]\nfiles = ["task.py"]\n')
-    said = Said()
-    study = open_study(repo, "steady", proposer="random", seed=0)
-    study.run(max_experiments=2, reporter=said)
-    assert study.experiments()[0].status == "keep" and study.record.sigma == 0.0
-    assert said.messages == [
-        "the baseline's 3 runs all gave 1 although each had its own seed at task.py:1 "
-        "SEED = 5: its value does not depend on the seeds ratchet varies, so the study is "
-        "treated as deterministic (any gain is kept at once)"]
+def _stopped(repo: Path, name: str) -> str:
+    """The one line a study whose baseline repeats one value stops with; its baseline void."""
+    with pytest.raises(RatchetError) as stop:
+        open_study(repo, name, proposer="random", seed=0).run(max_experiments=3)
+    baseline, *rest = open_study(repo, name).experiments()
+    assert baseline.status == "void" and len(baseline.values) == 3
+    assert len(set(baseline.values)) == 1 and rest == []
+    message = str(stop.value)
+    assert len(message.splitlines()) == 1 and "deterministic = true" in message
+    return message
 
 
-def test_no_seed_anywhere_is_deterministic_and_says_how_to_make_it_explicit(
-        tmp_path: Path) -> None:
-    repo = _task(tmp_path, 'print("score: 1.0")\n')
-    said = Said()
-    study = open_study(repo, "plain", proposer="random", seed=0)
-    study.run(max_experiments=2, reporter=said)
-    assert study.experiments()[0].status == "keep"
-    assert said.messages == [
-        "the baseline's 3 runs all gave 1 and no hard-coded seed was found: treated as "
-        "deterministic (any gain is kept at once); say [decision] deterministic = true in "
-        "ratchet.toml to make it explicit"]
+def test_a_value_that_ignores_the_varied_seeds_is_not_noise_free(tmp_path: Path) -> None:
+    """The seed the value depends on comes from the command line: the one ratchet varies
+    moves nothing, and that proves no absence of noise."""
+    code = ("import random, sys\nSEED = 5\nrandom.seed(int(sys.argv[2]))\n"
+            'print(f"score: {random.gauss(0.0, 1.0)}")\n')
+    repo = _task(tmp_path, code, seeds='[seeds]\nfiles = ["task.py"]\n')
+    _retask(repo, 'command = "python task.py"', 'command = "python task.py --seed 1337"')
+    message = _stopped(repo, "steady")
+    assert "although each had its own seed at task.py:2 SEED = 5" in message
+    assert "set where ratchet does not vary it (the command line, a config file" in message
+    assert "read RATCHET_SEED in the code" in message and "[seeds]" not in message
+
+
+@pytest.mark.parametrize("code", [
+    "import random, sys\nrandom.seed(int(sys.argv[2]))\n",  # --seed 1337 on the command line
+    "import random, yaml\nrandom.seed(yaml.safe_load(open('c.yaml'))['seed'])\n",
+    "import random\ndef main(seed=1337):\n    random.seed(seed)\nmain()\n",
+    "import os, random\nSEED_ENV = os.environ.get('SEED', '42')\nrandom.seed(int(SEED_ENV))\n",
+], ids=["command line", "yaml", "function default", "environment"])
+def test_no_seed_ratchet_can_vary_is_not_noise_free(tmp_path: Path, code: str) -> None:
+    repo = _task(tmp_path, code + 'print(f"score: {random.gauss(0.0, 1.0)}")\n')
+    (repo / "c.yaml").write_text("seed: 1337\n")
+    _retask(repo, 'command = "python task.py"', 'command = "python task.py --seed 1337"')
+    message = _stopped(repo, "plain")
+    assert "no seed ratchet can vary was found" in message
+    assert "the command line" in message and "a config file" in message
+
+
+def _retask(repo: Path, old: str, new: str) -> None:
+    path = repo / "ratchet.toml"
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    commit_all(repo, "task")
 
 
 def test_seed_files_never_name_a_protected_file(tmp_path: Path) -> None:
@@ -346,9 +367,14 @@ def test_a_sampler_setting_nothing_but_a_seed_knob_proposes_no_experiment(
     with pytest.raises(PatchRejected, match=r"^changes nothing but seed values \(task.py\)$"):
         context.build_candidate(Experiment(study_id=context.id, number=1, kind="proposal",
                                            parent_commit=base, params={"SEED": 7}))
+    # another knob beside it does not make a lucky seed a discovery
+    with pytest.raises(PatchRejected, match=r"^changes how the code seeds its randomness: "
+                                            r"task.py:3 SEED = 7$"):
+        context.build_candidate(Experiment(study_id=context.id, number=2, kind="proposal",
+                                           parent_commit=base, params={"SEED": 7, "SHIFT": 0.25}))
     _, scope = context.build_candidate(Experiment(
-        study_id=context.id, number=2, kind="proposal", parent_commit=base,
-        params={"SEED": 7, "SHIFT": 0.25}))
+        study_id=context.id, number=3, kind="proposal", parent_commit=base,
+        params={"SHIFT": 0.25}))
     assert scope == "in"
 
 

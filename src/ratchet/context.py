@@ -22,6 +22,7 @@ from ratchet.execute.workspace import Candidate, CandidateBuilder, one_line, stu
 from ratchet.globs import matches_any
 from ratchet.knobs import catalog
 from ratchet.knobs.scope import OUTSIDE, classify
+from ratchet.knobs.seeding import seeding_change
 from ratchet.knobs.seeds import (
     SeedSite,
     find_seeds,
@@ -87,9 +88,11 @@ class StudyContext:
 
     # code states
 
-    def build_candidate(self, experiment: Experiment) -> tuple[Candidate, str]:
+    def build_candidate(self, experiment: Experiment, judged: bool = False
+                        ) -> tuple[Candidate, str]:
         """The commit for an experiment (knob values on its parent, or its patch) and its
-        scope: IN the classical space or OUTSIDE it."""
+        scope: IN the classical space or OUTSIDE it. A change of seeding is refused unless the
+        experiment was `judged` already (rebuilt from the record, under its own rules)."""
         parent = self.materialize(experiment.parent_commit or self.record.base_commit)
         if experiment.params is not None and experiment.commit is None:
             files = self._knob_files(experiment.params, parent)
@@ -98,12 +101,14 @@ class StudyContext:
             old = self.base_sources if parent == self.record.base_commit else \
                 self.sources_at(parent)
             before = {p: old.get(p) for p in files}
-            _refuse_seed_only(before, dict(files))
+            if not judged:
+                _refuse_reseeding(before, dict(files))
             return candidate, classify(before, dict(files), self._space_names())
         candidate = self.builder.from_patch(parent, experiment.diff, experiment.description,
                                             experiment.number)
         before, after = self._changed_texts(candidate.parent, candidate.commit)
-        _refuse_seed_only(before, after)
+        if not judged:
+            _refuse_reseeding(before, after)
         return candidate, self.scope_of(candidate.parent, candidate.commit)
 
     def materialize(self, commit: str) -> str:
@@ -117,7 +122,7 @@ class StudyContext:
             raise UsageError(f"commit {commit[:10]} of study {self.name!r} is neither in this "
                              "repository nor recorded in the store (fetch the study's base "
                              "commit into this clone)")
-        built = self.build_candidate(experiment)[0].commit
+        built = self.build_candidate(experiment, judged=True)[0].commit
         if built != commit:
             raise PatchRejected(f"experiment {experiment.number} rebuilt as {built[:10]}, "
                                 f"not {commit[:10]}")
@@ -292,15 +297,27 @@ def command_scripts(command: str | None) -> list[str]:
     return [os.path.normpath(t) for t in tokens if t.endswith(".py") and not t.startswith("-")]
 
 
-def _refuse_seed_only(old: Mapping[str, str | None], new: Mapping[str, str | None]) -> None:
-    """A change whose only differences are seed values is void: whoever proposed it, a lucky
-    seed is no discovery. Comments and formatting beside it do not make it anything else."""
+def _refuse_reseeding(old: Mapping[str, str | None], new: Mapping[str, str | None]) -> None:
+    """A change of how the code seeds its randomness is void, whoever proposed it: a lucky seed
+    is no discovery, and one the runs cannot vary (`random.seed(a=1075)`, a seed key in a
+    config file, RATCHET_SEED overridden) would repeat its draw on every run. A change of seed
+    values alone says so in its own words."""
+    if _only_seeds(old, new):
+        reseeded = [p for p in old if only_seeds_differ(old[p] or "", new[p] or "", p)]
+        raise PatchRejected(f"changes nothing but seed values ({', '.join(reseeded)})")
+    difference = seeding_change(old, new)
+    if difference is not None:
+        raise PatchRejected(f"changes how the code seeds its randomness: {difference}")
+
+
+def _only_seeds(old: Mapping[str, str | None], new: Mapping[str, str | None]) -> bool:
+    """Python files changed in seed values alone (comments and formatting aside)."""
     if not old or any(old[p] is None or new.get(p) is None or not p.endswith(".py")
                       for p in old):
-        return
+        return False
     reseeded = [p for p in old if only_seeds_differ(old[p] or "", new[p] or "", p)]
-    if reseeded and all(p in reseeded or same_code(old[p] or "", new[p] or "") for p in old):
-        raise PatchRejected(f"changes nothing but seed values ({', '.join(reseeded)})")
+    return bool(reseeded) and all(p in reseeded or same_code(old[p] or "", new[p] or "")
+                                  for p in old)
 
 
 def editable_sources(repo: GitRepo, config: TaskConfig, commit: str) -> dict[str, str]:

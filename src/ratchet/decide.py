@@ -18,9 +18,9 @@ false-accept rate `alpha` the user sets:
   with a jitter on top) prove nothing: such a candidate is discarded, and such a group does not
   talk the pooled noise down;
 - a baseline whose repeated runs all give one value is judged by `baseline_verdict`: noise-free
-  only when the task says so, when the seeds ratchet varies make no difference, or when no
-  hard-coded seed is found; a seed found in the code stops the study, since the noise across
-  seeds is then invisible and a lucky seed would pass for a gain.
+  only when the task says `[decision] deterministic = true`; otherwise the study stops, since
+  the noise across seeds is then invisible (a seed found or not, varied by ratchet or set where
+  it cannot reach) and a lucky seed would pass for a gain.
 """
 
 from __future__ import annotations
@@ -132,29 +132,37 @@ class BaselineVerdict:
 def baseline_verdict(values: Sequence[float], deterministic: bool, varied: Sequence[str],
                      fixed: Sequence[str], fix: str | None = None) -> BaselineVerdict:
     """The baseline's runs as evidence of noise. Runs that differ, or a task that declares
-    itself deterministic, need nothing said. Runs that all repeat one value are noise-free only
-    when ratchet varied the run's seeds (`varied`: the sites it rewrote) and the value did not
-    move, or when no hard-coded seed is found (`fixed`: the sites found, the first named): a
-    fixed seed hides the noise across seeds, and a lucky seed would then pass for a gain, so
-    the study stops there. `fix` is the `[seeds] files` entry that would vary the first."""
+    itself deterministic, need nothing said. Runs that all repeat one value stop the study
+    whatever seeds were found: a seed ratchet cannot see (`--seed 1337`, `seed: 1337` in a
+    config, `def main(seed=1337)`) hides the noise across seeds as well as one it found, and a
+    lucky seed would then pass for a gain; only `[decision] deterministic = true` says there is
+    no randomness. `varied`: the sites ratchet rewrote per run; `fixed`: the sites found (the
+    first named); `fix`: the `[seeds] files` entry that would vary the first."""
     if deterministic or len(values) < 2 or len(set(values)) > 1:
         return BaselineVerdict(keep=True)
     said = f"the baseline's {len(values)} runs all gave {values[0]:.6g}"
+    return BaselineVerdict(keep=False, message=(
+        f"{said}{_unseen_seed(varied, fixed)}: the noise across seeds is invisible, so a gain "
+        f"could not be told from a lucky seed; fix: {_seed_fixes(varied, fix)}"))
+
+
+def _unseen_seed(varied: Sequence[str], fixed: Sequence[str]) -> str:
+    """Why the runs repeat one draw, as far as the seeds found tell."""
     if varied:
-        return BaselineVerdict(keep=True, message=(
-            f"{said} although each had its own seed at {_sites(varied)}: its value does not "
-            "depend on the seeds ratchet varies, so the study is treated as deterministic "
-            "(any gain is kept at once)"))
+        return (f" although each had its own seed at {_sites(varied)}: the seed the value "
+                "depends on is set where ratchet does not vary it (the command line, a config "
+                "file, another module)")
     if fixed:
-        seeds_fix = f'[seeds] files = ["{fix}"] (ratchet varies it per run), ' if fix else ""
-        return BaselineVerdict(keep=False, message=(
-            f"{said}, and {_sites(fixed)} fixes the seed: the noise across seeds is invisible, "
-            "so a gain could not be told from a lucky seed; fix: "
-            f"{seeds_fix}read RATCHET_SEED in the code, or declare "
-            "[decision] deterministic = true"))
-    return BaselineVerdict(keep=True, message=(
-        f"{said} and no hard-coded seed was found: treated as deterministic (any gain is kept "
-        "at once); say [decision] deterministic = true in ratchet.toml to make it explicit"))
+        return f", and {_sites(fixed)} fixes the seed"
+    return (" and no seed ratchet can vary was found (seeds usually hide on the command line, "
+            "`--seed 1337`, or in a config file, `seed: 1337`)")
+
+
+def _seed_fixes(varied: Sequence[str], fix: str | None) -> str:
+    seeds_fix = f'[seeds] files = ["{fix}"] (ratchet varies it per run), ' \
+        if fix and not varied else ""
+    return (f"{seeds_fix}read RATCHET_SEED in the code where it sets its seed, or declare "
+            "[decision] deterministic = true when the result has no randomness")
 
 
 def _sites(sites: Sequence[str]) -> str:

@@ -135,7 +135,7 @@ class _Verdicts:
     closed: list[Experiment] = field(default_factory=list)
     kept: list[tuple[Experiment, Experiment]] = field(default_factory=list)  # (new, previous)
     baseline_failed: Experiment | None = None
-    baseline_repeats: Experiment | None = None  # its runs hide the noise behind a fixed seed
+    baseline_repeats: Experiment | None = None  # its runs repeat one value: noise unseen
     messages: list[str] = field(default_factory=list)  # said once the verdicts are committed
 
 
@@ -671,10 +671,10 @@ class Engine:
             + f"fix the task and run again (log: {experiment.log_path})")
 
     def _baseline_repeats(self, experiment: Experiment) -> None:
-        """The baseline's runs repeat one value behind a hard-coded seed: nothing could be
-        judged, so the study stops as after a failed baseline, saying what to change."""
+        """The baseline's runs repeat one value in a task not declared deterministic: nothing
+        could be judged, so the study stops as after a failed baseline, saying what to change."""
         self.stopping = True
-        self.progress.stop_reason = "the baseline's runs hide the noise behind a fixed seed"
+        self.progress.stop_reason = "the baseline's runs repeat one value (a fixed seed?)"
         self.executor.cancel()  # they run again once the task is fixed
         raise RatchetError(f"{experiment.reason} (log: {experiment.log_path})")
 

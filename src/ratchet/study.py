@@ -38,6 +38,7 @@ from ratchet.execute.workspace import study_branch
 from ratchet.knobs import catalog
 from ratchet.proposers import IMPORTED, PatchProposer, Proposer, create_proposer
 from ratchet.proposers import check_proposer_name as _check_proposer_name
+from ratchet.proposers.classical import forget_sampler
 from ratchet.records import KEEP, TRY, Driver, Experiment, StudyRecord
 from ratchet.store.database import STATE_DIR, Store, default_url, sqlite_files
 
@@ -295,6 +296,8 @@ class Study:
         self.store.reclaim_stale(self.id, STALE_AFTER_S)
         record = self.store.restart_study(self.id, base, text, config.name,
                                           config.decision.rule)
+        with self.store.schema_lock():
+            forget_sampler(self.store.url, self.name)  # its trials fit the old [space]
         self.repo.update_ref(f"refs/heads/{study_branch(self.name)}", base)
         self._bind(record, config)
         before = self.experiments()

@@ -10,9 +10,10 @@ A seed site is, judged on the parsed code (`ast`), never on text:
 - a call whose function (its last attribute) is a seeding function (`manual_seed`, `seed`,
   `set_seed`, `PRNGKey`, `default_rng`, `RandomState`, ...) with an int literal in its first
   argument;
-- a keyword argument `seed=<int>` (any name holding "seed") or `random_state=<int>` in any call;
+- a keyword argument `seed=<int>` (any seed name, `is_seed_name`) or `random_state=<int>`;
 - a `default=<int>` of a call that names a "seed" option (`add_argument("--seed", default=0)`);
-- an assignment of an int literal to a name holding "seed", any case (`SEED = 42`).
+- an assignment of an int literal to a seed name, any case (`SEED = 42`; never a count of
+  seeds such as `NUM_SEEDS = 3`, which sets how much work a run does).
 
 "An int literal in" a value means the value itself, or a term of a sum or difference, or a
 branch of `or` / `a if c else b`, where the term is an int (`-1` and `2**10` count as one).
@@ -33,10 +34,12 @@ from dataclasses import dataclass
 # The last attribute of a call that seeds a generator; `key` counts only as `jax.random.key`.
 SEEDING_CALLS = frozenset({
     "manual_seed", "manual_seed_all", "seed", "set_seed", "seed_everything", "set_random_seed",
-    "PRNGKey", "default_rng", "RandomState", "Random",
+    "PRNGKey", "default_rng", "RandomState", "Random", "Generator", "PCG64", "PCG64DXSM",
+    "Philox", "MT19937", "SFC64", "SeedSequence",
 })
-_RANDOM_MODULES = frozenset({"random", "jr", "jrandom"})
-_SEED_NAME = re.compile("seed", re.IGNORECASE)
+RANDOM_MODULES = frozenset({"random", "jr", "jrandom"})
+# Parts of a name that make it a count of seeds, never a seed (NUM_SEEDS, n_seed, seed_count).
+_COUNT_PARTS = frozenset({"num", "n", "count", "number", "nb", "total"})
 SEED_VARIABLE = "RATCHET_SEED"  # the run's own seed, in its environment (ratchet.execute)
 
 
@@ -179,7 +182,7 @@ def _call_literals(call: ast.Call) -> tuple[list[ast.expr], str]:
         kinds += ["call"] if literals else []
     for keyword in call.keywords:
         name = keyword.arg or ""
-        if _SEED_NAME.search(name) or name == "random_state":
+        if is_seed_name(name):
             found = _int_literals(keyword.value)
             literals += found
             kinds += ["keyword"] if found else []
@@ -198,19 +201,35 @@ def _is_seeding(func: ast.expr) -> bool:
     if func.attr == "key":  # jax.random.key(0), not any mapping's key()
         owner = func.value
         name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
-        return name in _RANDOM_MODULES
+        return name in RANDOM_MODULES
     return func.attr in SEEDING_CALLS
+
+
+def is_seed_name(name: str) -> bool:
+    """A name that holds one seed: `seed`, `SEED`, `data_seed`, `seed_offset`, `randomSeed`,
+    `--random-seed`, `random_state`. A count or a list of seeds (`NUM_SEEDS`, `n_seeds`,
+    `seeds`, `seed_count`) is not one: rewriting it to a run's seed would change the work."""
+    parts = _name_parts(name)
+    if parts == ["random", "state"]:
+        return True
+    return "seed" in (parts[:1] + parts[-1:]) and not _COUNT_PARTS.intersection(parts)
+
+
+def _name_parts(name: str) -> list[str]:
+    """`--Random-Seed`, `randomSeed`, `RANDOM_SEED` all give ["random", "seed"]."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.strip().lstrip("-"))
+    return [part for part in re.split(r"[^a-z0-9]+", snake.lower()) if part]
 
 
 def _names_seed_option(call: ast.Call) -> bool:
     """`add_argument("--seed", default=0)`, `click.option("--seed", default=0)`."""
     return any(isinstance(a, ast.Constant) and isinstance(a.value, str)
-               and _SEED_NAME.search(a.value) for a in call.args)
+               and is_seed_name(a.value) for a in call.args)
 
 
 def _assignment_literals(node: ast.Assign | ast.AnnAssign) -> list[ast.expr]:
     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-    if node.value is None or not any(isinstance(t, ast.Name) and _SEED_NAME.search(t.id)
+    if node.value is None or not any(isinstance(t, ast.Name) and is_seed_name(t.id)
                                      for t in targets):
         return []
     return _int_literals(node.value)

@@ -2,7 +2,9 @@
 
 The Optuna study lives in the same database as ratchet's tables (named `ratchet:<study>`), so a
 resumed ratchet study continues the sampler's history and optuna-dashboard can open it. The
-unmodified baseline is added as trial 0 when its values lie inside the space.
+unmodified baseline is added as trial 0 when its values lie inside the space. A study that
+starts again (it never kept a result, and its task file changed) starts its sampler afresh:
+trials asked under the old `[space]` would not fit the new one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
+import sqlalchemy as sa
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -92,6 +95,29 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     raise UsageError(f"unknown sampler {name!r} (choose from: {', '.join(SAMPLER_NAMES)})")
 
 
+def sampler_study(study_name: str) -> str:
+    """The Optuna study that holds a ratchet study's sampler history."""
+    return f"ratchet:{study_name}"
+
+
+def forget_sampler(storage_url: str, study_name: str) -> bool:
+    """Delete a ratchet study's sampler history (when there is one), for a study that starts
+    again under a changed task file: a choice list with one more value is a new distribution,
+    which Optuna refuses beside trials of the old one. Whether there was one to delete."""
+    engine = sa.create_engine(storage_url)
+    try:
+        if not sa.inspect(engine).has_table("studies"):  # no sampler ever ran here
+            return False
+    finally:
+        engine.dispose()
+    try:
+        optuna.delete_study(study_name=sampler_study(study_name),
+                            storage=optuna.storages.RDBStorage(storage_url))
+    except KeyError:  # this study never had a sampler
+        return False
+    return True
+
+
 class ClassicalProposer(Proposer):
     def __init__(self, sampler: str, config: TaskConfig, storage_url: str, study_name: str,
                  seed: int | None) -> None:
@@ -102,7 +128,7 @@ class ClassicalProposer(Proposer):
         self.distributions = {p.name: distribution(p) for p in config.space}
         storage = optuna.storages.RDBStorage(storage_url)
         direction = "minimize" if config.minimize else "maximize"
-        self.study = optuna.create_study(storage=storage, study_name=f"ratchet:{study_name}",
+        self.study = optuna.create_study(storage=storage, study_name=sampler_study(study_name),
                                          direction=direction, load_if_exists=True,
                                          sampler=optuna.samplers.RandomSampler())
         # A resumed study must not replay the same random stream, so the seed moves on with it.
