@@ -89,6 +89,10 @@ def test_changes_that_leave_the_seeding_alone_are_not_told() -> None:
     assert seeding_change({"c.yaml": "lr: 0.1\nseed: 1\n"}, {"c.yaml": "lr: 0.2\nseed: 1\n"}) \
         is None
     assert seeding_change({"README.md": "seed 1\n"}, {"README.md": "seed 2\n"}) is None
+    device = "device = 'cpu'\ng = torch.Generator(device=device)\ng.manual_seed(SEED)\n"
+    assert seeding_change({"a.py": device}, {"a.py": device.replace("cpu", "cuda")}) is None
+    through = "S = 1\nrandom.seed(a=S)\n"  # ... but a name read as the seed is one
+    assert seeding_change({"a.py": through}, {"a.py": through.replace("1", "2")}) == "a.py:1 S = 2"
 
 
 SEED_TASK = """\
@@ -164,3 +168,10 @@ def test_counts_and_lists_of_seeds_are_not_seeds() -> None:
             "run(num_seeds=6)\nparser.add_argument('--num-seeds', default=7)\nSEED = 1\n")
     assert [s.code for s in find_seeds(text, "a.py")] == ["SEED = 1"]
     assert rewrite_seeds(text, "a.py", 99) == text.replace("SEED = 1", "SEED = 99")
+
+
+def test_a_seed_parameter_default_is_a_seed_ratchet_can_vary() -> None:
+    text = "def main(lr=0.1, seed=1337, *, n_seeds=3):\n    random.seed(seed)\n"
+    (site,) = find_seeds(text, "train.py")
+    assert (site.line, site.kind) == (1, "parameter default")
+    assert rewrite_seeds(text, "train.py", 5) == text.replace("1337", "5")

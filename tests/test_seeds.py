@@ -287,9 +287,10 @@ def test_a_value_that_ignores_the_varied_seeds_is_not_noise_free(tmp_path: Path)
 @pytest.mark.parametrize("code", [
     "import random, sys\nrandom.seed(int(sys.argv[2]))\n",  # --seed 1337 on the command line
     "import random, yaml\nrandom.seed(yaml.safe_load(open('c.yaml'))['seed'])\n",
-    "import random\ndef main(seed=1337):\n    random.seed(seed)\nmain()\n",
+    "import dataclasses, random\n@dataclasses.dataclass\nclass C:\n    seed: int = int('7')\n"
+    "random.seed(C().seed)\n",
     "import os, random\nSEED_ENV = os.environ.get('SEED', '42')\nrandom.seed(int(SEED_ENV))\n",
-], ids=["command line", "yaml", "function default", "environment"])
+], ids=["command line", "yaml", "dataclass field", "environment"])
 def test_no_seed_ratchet_can_vary_is_not_noise_free(tmp_path: Path, code: str) -> None:
     repo = _task(tmp_path, code + 'print(f"score: {random.gauss(0.0, 1.0)}")\n')
     (repo / "c.yaml").write_text("seed: 1337\n")

@@ -30,6 +30,7 @@ from ratchet.knobs import datafile
 from ratchet.knobs.seeds import RANDOM_MODULES, SEED_VARIABLE, SEEDING_CALLS, is_seed_name
 
 _DOCUMENTS = (".md", ".rst")  # prose that may speak of seeds without setting one
+_SEED_ARGUMENTS = frozenset({"a", "x", "key", "entropy"})  # random.seed(a=), SeedSequence(entropy=)
 _WORD = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*")
 
 
@@ -143,9 +144,11 @@ def _seeds(func: ast.expr) -> bool:
 
 
 def _bare_names(call: ast.Call) -> set[str]:
-    """Names a seeding call reads as values (`S` in `seed(S + 1)`), not objects it reads
-    from (`args` in `seed(args.seed)`) nor functions it calls."""
-    values = [*call.args, *(k.value for k in call.keywords)]
+    """Names a seeding call reads as its seed (`S` in `seed(S + 1)`, `seed(a=S)`), not objects
+    it reads from (`args` in `seed(args.seed)`), functions it calls, or other settings
+    (`device` in `Generator(device=device)`)."""
+    values = [*call.args, *(k.value for k in call.keywords
+                            if k.arg in _SEED_ARGUMENTS or is_seed_name(k.arg or ""))]
     skipped = {id(n.value) for v in values for n in ast.walk(v)
                if isinstance(n, ast.Attribute | ast.Subscript)}
     skipped |= {id(n.func) for v in values for n in ast.walk(v) if isinstance(n, ast.Call)}

@@ -12,6 +12,7 @@ A seed site is, judged on the parsed code (`ast`), never on text:
   argument;
 - a keyword argument `seed=<int>` (any seed name, `is_seed_name`) or `random_state=<int>`;
 - a `default=<int>` of a call that names a "seed" option (`add_argument("--seed", default=0)`);
+- a default of a seed parameter (`def main(seed=1337)`);
 - an assignment of an int literal to a seed name, any case (`SEED = 42`; never a count of
   seeds such as `NUM_SEEDS = 3`, which sets how much work a run does).
 
@@ -159,6 +160,8 @@ def _walk_sites(tree: ast.Module) -> Iterator[_Found]:
 
 
 def _site(node: ast.AST) -> _Found | None:
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return _parameter_site(node)
     if not isinstance(node, ast.Call | ast.Assign | ast.AnnAssign) or _mentions_run_seed(node):
         return None
     if isinstance(node, ast.Call):
@@ -166,6 +169,23 @@ def _site(node: ast.AST) -> _Found | None:
     else:
         literals, kind = _assignment_literals(node), "assignment"
     return _Found(node.lineno, node.col_offset, kind, tuple(literals)) if literals else None
+
+
+def _parameter_site(node: ast.FunctionDef | ast.AsyncFunctionDef) -> _Found | None:
+    """`def main(seed=1337)`: the int literals of seed parameters' defaults, found at the
+    first of them (a signature may span lines)."""
+    args = node.args
+    positional = [*args.posonlyargs, *args.args][len(args.posonlyargs) + len(args.args)
+                                                 - len(args.defaults):]
+    pairs = [*zip(positional, args.defaults, strict=True),
+             *zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+    literals = [lit for arg, default in pairs
+                if default is not None and is_seed_name(arg.arg)
+                and not _mentions_run_seed(default) for lit in _int_literals(default)]
+    if not literals:
+        return None
+    return _Found(literals[0].lineno, literals[0].col_offset, "parameter default",
+                  tuple(literals))
 
 
 def _mentions_run_seed(node: ast.AST) -> bool:
