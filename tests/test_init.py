@@ -223,6 +223,10 @@ def test_init_writes_a_task_file_that_runs(tmp_path: Path) -> None:
     assert data["space"]["LEARNING_RATE"] == {"float": [0.075, 1.2], "log": True}
     assert "# WARNING: evaluate.py imports model.py, which proposers edit" in text
     assert "WARNING: evaluate.py imports model.py" in result.stdout
+    # its accuracy depends on nothing random: the user says so where init's comment offers it
+    assert "\n# deterministic = true " in text
+    (repo / "ratchet.toml").write_text(text.replace("\n# deterministic = true ",
+                                                    "\ndeterministic = true ", 1))
     commit_all(repo, "task")
     run = subprocess.run([sys.executable, "-m", "ratchet.cli", "run", "--proposer", "random",
                           "--max-experiments", "3", "--plain"], cwd=repo, capture_output=True,
