@@ -13,7 +13,7 @@ from conftest import commit_all, git
 
 from ratchet.config import config_from_text
 from ratchet.engine import SilentReporter
-from ratchet.errors import ConfigError, PatchRejected, RatchetError
+from ratchet.errors import ConfigError, PatchRejected, RatchetError, UsageError
 from ratchet.knobs.seeds import SeedSite, find_seeds, only_seeds_differ, rewrite_seeds
 from ratchet.records import Experiment, StudyRecord
 from ratchet.store.database import Store
@@ -363,6 +363,10 @@ def test_a_sampler_setting_nothing_but_a_seed_knob_proposes_no_experiment(
     toml = (repo / "ratchet.toml").read_text()
     (repo / "ratchet.toml").write_text(toml + "SEED = { int = [0, 100] }\n")
     commit_all(repo, "a seed in the space")
+    with pytest.raises(UsageError, match=r"^ratchet.toml: \[space\].SEED: a seed is no knob"):
+        open_study(repo, "seeded", proposer="random")  # refused before anything runs
+    (repo / "ratchet.toml").write_text(toml)
+    commit_all(repo, "no seed in the space")
     context = open_study(repo, "knobs", proposer="random").context
     base = context.record.base_commit
     with pytest.raises(PatchRejected, match=r"^changes nothing but seed values \(task.py\)$"):

@@ -21,6 +21,7 @@ from ratchet.flags import FlagsError, flags_in, placeholders
 from ratchet.globs import matches_any
 from ratchet.knobs import datafile
 from ratchet.knobs.command import CommandLine, read_command
+from ratchet.knobs.seeds import is_seed_name
 from ratchet.knobs.source import Knob, find_knobs, rewrite_knobs
 
 
@@ -95,6 +96,10 @@ def check_space(config: TaskConfig, sources: Mapping[str, str]) -> None:
     knobs = owners(every, command, config.protected)
     for param in config.space:
         name = param.name
+        if is_seed_name(name.rsplit(".", 1)[-1]):
+            raise UsageError(f"ratchet.toml: [space].{name}: a seed is no knob: a change of "
+                             "seeds is void whoever proposes it; ratchet varies seeds per run "
+                             "(list the file in [seeds] files)")
         if name in command.overrides:
             raise UsageError(f"ratchet.toml: [space].{name}: the command sets it "
                              f"({command.override_text(name)}), which overrides every file: "
